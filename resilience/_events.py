@@ -1,0 +1,81 @@
+"""Events that policies emit, and the listeners that receive them.
+
+A policy checks ``GLOBAL_LISTENERS or self._listeners`` before it builds an event, so
+with nobody listening the hot path pays two truth tests and no allocation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
+
+__all__ = ["GLOBAL_LISTENERS", "Event", "Listener", "emit", "listen"]
+
+_log = logging.getLogger("resilience")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something a policy did.
+
+    ``kind`` is the policy kind (``"circuit_breaker"``, ``"retry"``...), ``name`` its
+    name, ``type`` what happened. The remaining fields are set when they apply.
+
+    Types by kind:
+
+    - circuit_breaker: ``success``, ``failure``, ``ignored`` (an outcome was recorded;
+      ``duration`` set, ``exception`` on failures), ``rejected`` (``retry_after``),
+      ``state_change`` (``from_state``, ``to_state``).
+    - retry: ``retry`` (``attempt`` that failed, ``delay`` before the next one,
+      ``exception``), ``give_up`` (``attempt``, ``exception`` or none for a result),
+      ``success`` (``attempt`` that succeeded, only after at least one retry).
+    """
+
+    kind: str
+    name: str | None
+    type: str
+    time: float
+    attempt: int | None = None
+    duration: float | None = None
+    delay: float | None = None
+    retry_after: float | None = None
+    from_state: str | None = None
+    to_state: str | None = None
+    exception: BaseException | None = None
+
+
+Listener: TypeAlias = Callable[[Event], object]
+
+#: Listeners that see every policy's events. Mutated in place, never rebound, so
+#: policies can hold a reference to it.
+GLOBAL_LISTENERS: list[Listener] = []
+
+
+def listen(listener: Listener) -> Callable[[], None]:
+    """Send every policy's events to ``listener``; returns a function that stops it."""
+    if not callable(listener):
+        raise TypeError(f"listener must be callable, got {listener!r}")
+    return _subscribe(GLOBAL_LISTENERS, listener)
+
+
+def _subscribe(listeners: list[Listener], listener: Listener) -> Callable[[], None]:
+    listeners.append(listener)
+
+    def unsubscribe() -> None:
+        # Unsubscribing twice is harmless.
+        with contextlib.suppress(ValueError):
+            listeners.remove(listener)
+
+    return unsubscribe
+
+
+def emit(local: Sequence[Listener], event: Event) -> None:
+    """Deliver ``event``; a listener that raises is logged, never propagated to the call."""
+    for listener in (*GLOBAL_LISTENERS, *local):
+        try:
+            listener(event)
+        except Exception:
+            _log.exception("resilience event listener %r failed on %r", listener, event)

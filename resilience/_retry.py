@@ -1,0 +1,320 @@
+"""Retry: the policy, its per-call decision core, and its drivers.
+
+``_Run`` holds one call's retry state and makes every decision (retry or give up, and
+how long to wait). The four drivers (sync and async runners, sync and async attempt
+iterators) only run attempts and sleep. State is per call, never on the Retry object,
+so concurrent calls through one Retry do not share attempt counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+
+from ._backoff import Backoff, Exponential
+from ._clock import Clock
+from ._events import GLOBAL_LISTENERS, Event, emit
+from ._policy import AsyncRunner, Policy, Runner
+from ._validation import (
+    check_duration,
+    check_exception_filter,
+    check_positive_int,
+    check_predicate,
+)
+from .errors import ResilienceError
+
+__all__ = ["Attempt", "Retry", "RetryBudgetLike"]
+
+
+@runtime_checkable
+class RetryBudgetLike(Protocol):
+    """What Retry needs from a budget: count calls, and allow or refuse each retry."""
+
+    def record_call(self) -> None: ...
+
+    def try_retry(self) -> bool: ...
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    add_note = getattr(exc, "add_note", None)
+    if add_note is not None:
+        add_note(note)
+    else:  # Python 3.10: PEP 678's documented fallback
+        notes = getattr(exc, "__notes__", None)
+        if not isinstance(notes, list):
+            notes = []
+            exc.__notes__ = notes  # type: ignore[attr-defined]
+        notes.append(note)
+
+
+def _hint(exc: BaseException) -> float | None:
+    hint = getattr(exc, "retry_after", None)
+    if isinstance(hint, timedelta):
+        hint = hint.total_seconds()
+    if isinstance(hint, (int, float)) and not isinstance(hint, bool) and math.isfinite(hint):
+        return max(0.0, float(hint))
+    return None
+
+
+class _Run:
+    """One call's retries: which attempt this is, when it started, the last delay."""
+
+    __slots__ = ("attempt", "previous", "retry", "started")
+
+    def __init__(self, retry: Retry, started: float) -> None:
+        self.retry = retry
+        self.started = started
+        self.attempt = 1
+        self.previous = 0.0
+
+    def after_exception(self, exc: Exception) -> float | None:
+        """Seconds to wait before the next attempt, or None to re-raise ``exc``."""
+        retry = self.retry
+        if not retry._retry_on(exc):
+            return None
+        if isinstance(exc, ResilienceError) and exc._refusal and exc.retry_after is None:
+            return None  # a policy refused with no idea when it would accept
+        return self._next(exc, _hint(exc))
+
+    def after_result(self, result: Any) -> float | None:
+        """Seconds to wait before the next attempt, or None to return ``result``."""
+        return self._next(None, None)
+
+    def _next(self, exc: BaseException | None, hint: float | None) -> float | None:
+        retry = self.retry
+        attempt = self.attempt
+        if attempt >= retry.attempts:
+            return self._give_up(exc, f"all {attempt} attempts failed")
+        delay = retry.backoff.delay(attempt, self.previous)
+        if hint is not None and hint > delay:
+            delay = min(hint, retry.backoff.max)
+        if retry.deadline is not None:
+            elapsed = retry._clock.monotonic() - self.started
+            if elapsed + delay > retry.deadline:
+                return self._give_up(
+                    exc,
+                    f"{attempt} attempts in {elapsed:.3f}s; waiting {delay:.3f}s more "
+                    f"would pass the {retry.deadline:g}s deadline",
+                )
+        if retry.budget is not None and not retry.budget.try_retry():
+            return self._give_up(exc, f"{attempt} attempts; the retry budget is spent")
+        self.previous = delay
+        self.attempt = attempt + 1
+        if GLOBAL_LISTENERS or retry._listeners:
+            retry._emit("retry", attempt, delay=delay, exception=exc)
+        return delay
+
+    def _give_up(self, exc: BaseException | None, why: str) -> float | None:
+        retry = self.retry
+        if exc is not None:
+            _add_note(exc, f"resilience: Retry {retry.name or '<unnamed>'} gave up: {why}")
+        if GLOBAL_LISTENERS or retry._listeners:
+            retry._emit("give_up", self.attempt, exception=exc)
+        return None  # no delay: give up
+
+    def succeeded(self) -> None:
+        if GLOBAL_LISTENERS or self.retry._listeners:
+            self.retry._emit("success", self.attempt)
+
+
+class Retry(Policy):
+    """Calls again when a call fails, waiting a backoff between attempts."""
+
+    kind = "retry"
+
+    def __init__(
+        self,
+        attempts: int = 3,
+        *,
+        backoff: Backoff | None = None,
+        retry_on: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | Callable[[BaseException], bool] = (Exception,),
+        retry_if_result: Callable[[Any], bool] | None = None,
+        deadline: float | timedelta | None = None,
+        budget: RetryBudgetLike | None = None,
+        name: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(name, clock)
+        self.attempts = check_positive_int("attempts", attempts)
+        if backoff is None:
+            backoff = Exponential(base=0.1, factor=2.0, max=10.0, jitter="full")
+        elif not isinstance(backoff, Backoff):
+            raise TypeError(
+                f"backoff must be a backoff strategy (Constant, Linear, Exponential, "
+                f"DecorrelatedJitter), got {backoff!r}"
+            )
+        self.backoff = backoff
+        self._retry_on = check_exception_filter("retry_on", retry_on)
+        self._retry_if_result = check_predicate("retry_if_result", retry_if_result)
+        self.deadline = (
+            None if deadline is None else check_duration("deadline", deadline, positive=True)
+        )
+        if budget is not None and not isinstance(budget, RetryBudgetLike):
+            raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
+        self.budget = budget
+        self._compose()
+
+    def _emit(
+        self,
+        type_: str,
+        attempt: int,
+        *,
+        delay: float | None = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        emit(
+            self._listeners,
+            Event(
+                self.kind,
+                self.name,
+                type_,
+                self._clock.monotonic(),
+                attempt=attempt,
+                delay=delay,
+                exception=exception,
+            ),
+        )
+
+    def _begin(self) -> float:
+        """Per-call bookkeeping before the first attempt; returns its start time."""
+        if self.budget is not None:
+            self.budget.record_call()
+        return self._clock.monotonic() if self.deadline is not None else 0.0
+
+    # -- drivers -------------------------------------------------------------------
+
+    def _sync_runner(self, inner: Runner | None) -> Runner:
+        sleep = self._clock.sleep
+        begin = self._begin
+
+        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            started = begin()
+            state = None
+            while True:
+                try:
+                    result = fn(*args, **kwargs) if inner is None else inner(fn, args, kwargs)
+                except Exception as exc:
+                    if state is None:
+                        state = _Run(self, started)
+                    delay = state.after_exception(exc)
+                    if delay is None:
+                        raise
+                else:
+                    check = self._retry_if_result
+                    if check is None or not check(result):
+                        if state is not None:
+                            state.succeeded()
+                        return result
+                    if state is None:
+                        state = _Run(self, started)
+                    delay = state.after_result(result)
+                    if delay is None:
+                        return result
+                sleep(delay)
+
+        return run
+
+    def _async_runner(self, inner: AsyncRunner | None) -> AsyncRunner:
+        asleep = self._clock.asleep
+        begin = self._begin
+
+        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            started = begin()
+            state = None
+            while True:
+                try:
+                    result = await (
+                        fn(*args, **kwargs) if inner is None else inner(fn, args, kwargs)
+                    )
+                except Exception as exc:
+                    if state is None:
+                        state = _Run(self, started)
+                    delay = state.after_exception(exc)
+                    if delay is None:
+                        raise
+                else:
+                    check = self._retry_if_result
+                    if check is None or not check(result):
+                        if state is not None:
+                            state.succeeded()
+                        return result
+                    if state is None:
+                        state = _Run(self, started)
+                    delay = state.after_result(result)
+                    if delay is None:
+                        return result
+                await asleep(delay)
+
+        return run
+
+    def __iter__(self) -> Iterator[Attempt]:
+        """``for attempt in retry: with attempt: ...`` runs the block until it succeeds."""
+        state = _Run(self, self._begin())
+        while True:
+            attempt = Attempt(state)
+            yield attempt
+            if attempt._delay is None:
+                return
+            self._clock.sleep(attempt._delay)
+
+    async def __aiter__(self) -> AsyncIterator[Attempt]:
+        """``async for attempt in retry: with attempt: ...`` (or ``async with``)."""
+        state = _Run(self, self._begin())
+        while True:
+            attempt = Attempt(state)
+            yield attempt
+            if attempt._delay is None:
+                return
+            await self._clock.asleep(attempt._delay)
+
+
+class Attempt:
+    """One attempt of a ``for attempt in retry`` loop; use it as a context manager.
+
+    A retryable exception inside the block is swallowed and the loop goes on; the last
+    one (or any that is not retryable) propagates. ``number`` is 1 for the first attempt.
+    """
+
+    __slots__ = ("_delay", "_state", "number")
+
+    def __init__(self, state: _Run) -> None:
+        self._state = state
+        self.number = state.attempt
+        self._delay: float | None = None
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is None:
+            if self.number > 1:
+                self._state.succeeded()
+            return False
+        if not isinstance(exc, Exception):
+            return False
+        self._delay = self._state.after_exception(exc)
+        return self._delay is not None
+
+    async def __aenter__(self) -> Attempt:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        return self.__exit__(exc_type, exc, tb)
+
+    def __repr__(self) -> str:
+        return f"Attempt(number={self.number})"

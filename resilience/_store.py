@@ -1,0 +1,60 @@
+"""The protocols between policies and the stores that hold their state.
+
+A policy never imports a store: it asks the store it was given for a *backend* for
+one named policy and talks to that. The in-memory backend is the decision core
+itself; a shared store (Redis) implements the same protocol with scripts, and may
+fall back to a local core when its server is unreachable.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from ._breaker_core import BreakerMetrics, BreakerSettings, Permit, TransitionCallback
+from ._clock import Clock
+
+__all__ = ["BreakerBackend", "BreakerStore"]
+
+
+class BreakerBackend(Protocol):
+    """One breaker's state, wherever it lives."""
+
+    #: True when the sync methods never block on I/O, so async callers may use them
+    #: directly instead of awaiting the ``a``-prefixed twins.
+    nonblocking: bool
+
+    @property
+    def state(self) -> str: ...
+
+    def acquire(self) -> Permit | None: ...
+
+    def record(self, permit: Permit, failed: bool, slow: bool) -> None: ...
+
+    def release(self, permit: Permit) -> None: ...
+
+    def retry_after(self) -> float | None: ...
+
+    def force(self, action: str) -> None: ...
+
+    def snapshot(self) -> BreakerMetrics: ...
+
+    def configure(self, settings: BreakerSettings) -> None: ...
+
+    async def aacquire(self) -> Permit | None: ...
+
+    async def arecord(self, permit: Permit, failed: bool, slow: bool) -> None: ...
+
+    async def arelease(self, permit: Permit) -> None: ...
+
+
+@runtime_checkable
+class BreakerStore(Protocol):
+    """Something that can hold circuit-breaker state (``store=`` of CircuitBreaker)."""
+
+    def circuit_breaker(
+        self,
+        name: str | None,
+        settings: BreakerSettings,
+        clock: Clock,
+        notify: TransitionCallback,
+    ) -> BreakerBackend: ...

@@ -1,0 +1,115 @@
+"""The exceptions policies raise on their own behalf.
+
+Everything here derives from :class:`ResilienceError`, so ``except ResilienceError``
+separates "a policy refused or cut the call" from "the call itself failed".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BulkheadFull",
+    "CircuitOpen",
+    "ConfigError",
+    "RateLimited",
+    "ResilienceError",
+    "TimeoutExceeded",
+]
+
+
+class ResilienceError(Exception):
+    """Base class of every error a policy raises itself.
+
+    ``retry_after`` is a hint, in seconds, of when trying again could succeed, or
+    ``None`` when the policy has no such hint. A :class:`~resilience.Retry` only retries
+    a ``ResilienceError`` raised inside it when it carries a hint (``TimeoutExceeded``,
+    a failed attempt rather than a refusal, is retried like any other failure).
+    """
+
+    retry_after: float | None = None
+    #: True for errors that mean "refused without calling"; Retry gives up on these
+    #: unless they carry a ``retry_after`` hint.
+    _refusal = True
+
+
+class CircuitOpen(ResilienceError):
+    """The circuit breaker ``name`` refused the call without running it.
+
+    ``retry_after`` is the number of seconds until the breaker admits a trial call, or
+    ``None`` when it was opened by hand and only a person can close it.
+    """
+
+    def __init__(self, name: str | None, retry_after: float | None, state: str = "open") -> None:
+        self.name = name
+        self.retry_after = retry_after
+        self.state = state
+        if retry_after is None:
+            when = "until closed by hand"
+        else:
+            when = f"trial allowed in {retry_after:.3f}s"
+        super().__init__(f"circuit breaker {name or '<unnamed>'} is {state} ({when})")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.retry_after, self.state))
+
+
+class RateLimited(ResilienceError):
+    """The rate limiter ``name`` had no token for the call within its ``max_wait``."""
+
+    def __init__(self, name: str | None, retry_after: float) -> None:
+        self.name = name
+        self.retry_after = retry_after
+        super().__init__(
+            f"rate limiter {name or '<unnamed>'} has no token (next in {retry_after:.3f}s)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.retry_after))
+
+
+class BulkheadFull(ResilienceError):
+    """The bulkhead ``name`` had no free slot and no room (or time) to wait for one."""
+
+    def __init__(self, name: str | None, max_concurrent: int, max_queue: int) -> None:
+        self.name = name
+        self.max_concurrent = max_concurrent
+        self.max_queue = max_queue
+        super().__init__(
+            f"bulkhead {name or '<unnamed>'} is full "
+            f"({max_concurrent} running, {max_queue} queued at most)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.max_concurrent, self.max_queue))
+
+
+class TimeoutExceeded(ResilienceError, TimeoutError):
+    """The call ran past the ``timeout`` seconds that the policy ``name`` allows it.
+
+    Also a :class:`TimeoutError`, so code that already handles timeouts keeps working.
+    It describes a failed attempt, not a refusal, so a Retry retries it.
+    """
+
+    _refusal = False
+
+    def __init__(self, name: str | None, timeout: float) -> None:
+        self.name = name
+        self.timeout = timeout
+        super().__init__(f"timeout {name or '<unnamed>'}: call exceeded {timeout:g}s")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.timeout))
+
+
+class ConfigError(ResilienceError):
+    """A configuration value is wrong: ``path`` names the key, ``value`` the bad value."""
+
+    def __init__(self, path: str, value: object, expected: str) -> None:
+        self.path = path
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{path}: expected {expected}, got {value!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, self.value, self.expected))

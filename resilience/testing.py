@@ -1,0 +1,48 @@
+"""Helpers for testing code that uses resilience policies."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import anyio.lowlevel
+
+from ._validation import check_duration, check_number
+
+__all__ = ["FakeClock"]
+
+
+class FakeClock:
+    """Virtual time: give it to any policy as ``clock=`` and nothing really waits.
+
+    ``sleep``/``asleep`` return at once and move time forward by what was asked;
+    ``advance(s)`` moves it forward from outside; ``sleeps`` lists every sleep
+    requested, in order. Safe to share between threads; ``asleep`` yields to other
+    tasks once (asyncio and trio) so that concurrent tasks interleave as they would.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = check_number("start", start)
+        self._lock = threading.Lock()
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float | timedelta) -> None:
+        step = check_duration("seconds", seconds)
+        with self._lock:
+            self._now += step
+
+    def sleep(self, seconds: float) -> None:
+        step = check_duration("seconds", seconds)
+        with self._lock:
+            self.sleeps.append(step)
+            self._now += step
+
+    async def asleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+        await anyio.lowlevel.checkpoint()
+
+    def __repr__(self) -> str:
+        return f"FakeClock(now={self._now!r})"
