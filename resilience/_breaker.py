@@ -107,7 +107,8 @@ class CircuitBreaker(Policy):
 
     @property
     def settings(self) -> BreakerSettings:
-        return self._backend.settings  # type: ignore[attr-defined, no-any-return]
+        """The validated thresholds in force."""
+        return self._backend.settings
 
     @property
     def state(self) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, TypeAlias, TypeVar, overload
+from typing import Any, ClassVar, ParamSpec, TypeAlias, TypeVar, overload
 
 import wrapt
 
@@ -36,6 +36,7 @@ AsyncRunner: TypeAlias = Callable[
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 R = TypeVar("R")
+P = ParamSpec("P")
 
 
 def _invoke(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -90,11 +91,11 @@ class Policy:
 
     # -- using the policy --------------------------------------------------------
 
-    def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call ``fn(*args, **kwargs)`` through this policy."""
         return self._run(fn, args, kwargs)  # type: ignore[no-any-return]
 
-    async def acall(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(*args, **kwargs)`` through this policy."""
         return await self._arun(fn, args, kwargs)  # type: ignore[no-any-return]
 

@@ -22,6 +22,8 @@ class BreakerBackend(Protocol):
     #: True when the sync methods never block on I/O, so async callers may use them
     #: directly instead of awaiting the ``a``-prefixed twins.
     nonblocking: bool
+    #: The thresholds in force; ``configure`` replaces them.
+    settings: BreakerSettings
 
     @property
     def state(self) -> str: ...
