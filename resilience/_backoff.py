@@ -111,7 +111,7 @@ class Exponential:
         try:
             capped = min(self.max, self._base * self._factor ** (retry - 1))
         except OverflowError:  # factor ** 2000 and the like: far past any max
-            capped = self.max
+            capped = self.max if self._base > 0 else 0.0
         if self._jitter == "full":
             return random.uniform(0.0, capped)
         if self._jitter == "equal":

@@ -21,6 +21,7 @@ from ._breaker_core import (
     BreakerSettings,
     Permit,
 )
+from ._classify import judge
 from ._clock import Clock
 from ._events import GLOBAL_LISTENERS, Event, emit
 from ._policy import AsyncRunner, Policy, Runner
@@ -164,13 +165,14 @@ class CircuitBreaker(Policy):
         return failed, slow_after is not None and duration >= slow_after, duration
 
     def _judge_exception(self, exc: BaseException, start: float | None) -> _Verdict:
-        if not isinstance(exc, Exception) or self._ignore(exc):
+        if not isinstance(exc, Exception) or judge("ignore", self._ignore, exc, False):
             return self._judge(None, start)  # cancelled, interrupted or ignored
-        return self._judge(bool(self._failure_on(exc)), start)
+        return self._judge(judge("failure_on", self._failure_on, exc, True), start)
 
     def _judge_result(self, result: Any, start: float | None) -> _Verdict:
         failure_if = self._failure_if
-        return self._judge(failure_if is not None and bool(failure_if(result)), start)
+        failed = failure_if is not None and judge("failure_if", failure_if, result, True)
+        return self._judge(failed, start)
 
     def _emit_outcome(self, verdict: _Verdict, exc: BaseException | None) -> None:
         failed, _, duration = verdict
@@ -224,7 +226,7 @@ class CircuitBreaker(Policy):
 
     # -- drivers -------------------------------------------------------------------
 
-    def _sync_runner(self, inner: Runner | None) -> Runner:
+    def _sync_runner(self, inner: Runner) -> Runner:
         backend = self._backend
         acquire, record = backend.acquire, backend.record
         now = self._clock.monotonic
@@ -232,26 +234,30 @@ class CircuitBreaker(Policy):
         finish, rejected = self._finish, self._rejected
         listeners = self._listeners
 
-        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            permit = acquire()
+        def run(*args: Any, **kwargs: Any) -> Any:
+            permit = backend.standing
             if permit is None:
-                raise rejected()
+                permit = acquire()
+                if permit is None:
+                    raise rejected()
             plain = self._plain and not GLOBAL_LISTENERS and not listeners
             start = None if plain else now()
             try:
-                result = fn(*args, **kwargs) if inner is None else inner(fn, args, kwargs)
+                result = inner(*args, **kwargs)
             except BaseException as exc:
                 finish(permit, judge_exception(exc, start), exc)
                 raise
-            if plain:
-                record(permit, False, False)  # the common case, without building a verdict
+            if plain:  # the common case: count the success, without building a verdict
+                succeed = permit.succeed
+                if succeed is None or not succeed():
+                    record(permit, False, False)
             else:
                 finish(permit, judge_result(result, start), None)
             return result
 
         return run
 
-    def _async_runner(self, inner: AsyncRunner | None) -> AsyncRunner:
+    def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
         backend = self._backend
         nonblocking = backend.nonblocking
         acquire, record = backend.acquire, backend.record
@@ -260,14 +266,16 @@ class CircuitBreaker(Policy):
         finish, afinish, rejected = self._finish, self._afinish, self._rejected
         listeners = self._listeners
 
-        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            permit = acquire() if nonblocking else await backend.aacquire()
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            permit = backend.standing
             if permit is None:
-                raise rejected()
+                permit = acquire() if nonblocking else await backend.aacquire()
+                if permit is None:
+                    raise rejected()
             plain = self._plain and not GLOBAL_LISTENERS and not listeners
             start = None if plain else now()
             try:
-                result = await (fn(*args, **kwargs) if inner is None else inner(fn, args, kwargs))
+                result = await inner(*args, **kwargs)
             except BaseException as exc:
                 verdict = judge_exception(exc, start)
                 if nonblocking:
@@ -276,7 +284,9 @@ class CircuitBreaker(Policy):
                     await afinish(permit, verdict, exc)
                 raise
             if plain and nonblocking:
-                record(permit, False, False)
+                succeed = permit.succeed
+                if succeed is None or not succeed():
+                    record(permit, False, False)
             elif nonblocking:
                 finish(permit, judge_result(result, start), None)
             else:

@@ -91,13 +91,19 @@ class Permit:
 
     Closed-state calls of one epoch share a single permit object, so admission in the
     common case allocates nothing. Trial permits (half-open) are one per call.
+
+    ``succeed``, when not None, counts a plain success (not failed, not slow) without
+    the store's lock and returns True, or returns False when the store must be told
+    through ``record``. It is bound to its epoch's window, so a success that arrives
+    after the breaker moved on lands in a window already discarded.
     """
 
-    __slots__ = ("epoch", "trial")
+    __slots__ = ("epoch", "succeed", "trial")
 
-    def __init__(self, epoch: int, trial: bool) -> None:
+    def __init__(self, epoch: int, trial: bool, succeed: Callable[[], bool] | None = None) -> None:
         self.epoch = epoch
         self.trial = trial
+        self.succeed = succeed
 
     def __repr__(self) -> str:
         return f"Permit(epoch={self.epoch}, trial={self.trial})"
@@ -116,19 +122,22 @@ class BreakerCore:
     def __init__(self, settings: BreakerSettings, clock: Clock, notify: TransitionCallback) -> None:
         self._lock = threading.Lock()
         self._now = clock.monotonic
-        self._notify = notify
+        self._subscribers: list[TransitionCallback] = [notify]
         self._state: str = CLOSED
         self._epoch = 0
-        # The closed-state permit of this epoch, or None when calls need the lock.
-        self._admit: Permit | None = Permit(0, False)
+        # The permit every call may use without asking (closed or disabled), else None.
+        self.standing: Permit | None = None
         self._open_until = 0.0
         self._open_duration = 0.0
         self._opens = 0
         self._consecutive = 0
+        self._successes_seen = 0  # the window's successes_ever() at the last failure
         self._trials: set[Permit] = set()
         self._trials_done = 0
         self._trials_slow = 0
+        self.settings = settings
         self._window: OutcomeWindow = make_window(settings.window, self._now)
+        self.standing = Permit(0, False, self._window.success)
         self.configure(settings)
 
     def configure(self, settings: BreakerSettings) -> None:
@@ -141,10 +150,28 @@ class BreakerCore:
             self._slow_rate = (
                 settings.slow_call_rate if settings.slow_call_duration is not None else _NEVER
             )
-            self._min_calls = settings.minimum_calls
+            # A count window never holds more than its size: like resilience4j, cap
+            # minimum_calls there instead of silently never evaluating the rates.
+            window = settings.window
+            self._min_calls = (
+                min(settings.minimum_calls, window.size)
+                if isinstance(window, CountWindow)
+                else settings.minimum_calls
+            )
             self._consecutive_limit = settings.consecutive_failures or _NEVER
             if self._state is not DISABLED and not self._window.same_shape(settings.window):
                 self._window = make_window(settings.window, self._now)
+                self._successes_seen = 0
+                if self.standing is not None:
+                    self.standing = Permit(self._epoch, False, self._window.success)
+
+    def subscribe(self, notify: TransitionCallback) -> None:
+        """Also tell ``notify`` about transitions (another breaker sharing this state)."""
+        self._subscribers.append(notify)
+
+    def _notify(self, change: tuple[str, str]) -> None:
+        for notify in self._subscribers:
+            notify(*change)
 
     # -- reading -------------------------------------------------------------------
 
@@ -174,7 +201,7 @@ class BreakerCore:
                 slow_calls=slow,
                 failure_rate=failures / total if total else 0.0,
                 slow_call_rate=slow / total if total else 0.0,
-                consecutive_failures=self._consecutive,
+                consecutive_failures=self._consecutive_failures(),
                 consecutive_opens=self._opens,
             )
 
@@ -182,19 +209,19 @@ class BreakerCore:
 
     def acquire(self) -> Permit | None:
         """A permit for one call, or None if the call must be rejected."""
-        permit = self._admit
+        permit = self.standing
         if permit is not None:
             return permit
         with self._lock:
             permit, change = self._acquire_locked()
         if change is not None:
-            self._notify(*change)
+            self._notify(change)
         return permit
 
     def _acquire_locked(self) -> tuple[Permit | None, tuple[str, str] | None]:
         state = self._state
-        if self._admit is not None:  # closed or disabled again since the unlocked read
-            return self._admit, None
+        if self.standing is not None:  # closed or disabled again since the unlocked read
+            return self.standing, None
         if state is FORCED_OPEN:
             return None, None
         change = None
@@ -210,35 +237,44 @@ class BreakerCore:
 
     def record(self, permit: Permit, failed: bool, slow: bool) -> None:
         """The outcome of a call admitted with ``permit``."""
-        if permit is self._admit and not failed and not slow and self._window.success():
+        if not failed and not slow:
             # A plain success can never trip the breaker (only failures and slow calls
-            # do, as in Polly), so it is counted without the lock. If the breaker moved
-            # on meanwhile, the count landed in a window that was already replaced.
-            self._consecutive = 0
-            return
+            # do, as in Polly), so the permit counts it without the lock when it can.
+            succeed = permit.succeed
+            if succeed is not None and succeed():
+                return
         with self._lock:
-            if permit is self._admit and self._state is CLOSED:
+            if permit is self.standing and self._state is CLOSED:
                 change = self._record_closed(failed, slow)
             elif permit.trial and permit in self._trials:
                 change = self._record_trial(permit, failed, slow)
             else:
                 return  # disabled, or admitted in an earlier epoch: not evidence any more
         if change is not None:
-            self._notify(*change)
+            self._notify(change)
+
+    def _consecutive_failures(self) -> int:
+        """Failures since the last success (successes are counted lock-free, so a
+        success shows as a change of the window's successes_ever since the last look)."""
+        seen = self._window.successes_ever()
+        if seen != self._successes_seen:
+            self._successes_seen = seen
+            self._consecutive = 0
+        return self._consecutive
 
     def _record_closed(self, failed: bool, slow: bool) -> tuple[str, str] | None:
         self._window.add(failed, slow)
         if not failed:
-            self._consecutive = 0
             if not slow:
                 return None
         else:
-            self._consecutive += 1
+            self._consecutive = self._consecutive_failures() + 1
             if self._consecutive >= self._consecutive_limit:
                 return self._transition(OPEN)
         calls, failures, slow_calls = self._window.totals()
+        # Compare rates, not products: 7 / 25 >= 0.28 holds, 7 >= 0.28 * 25 does not.
         if calls >= self._min_calls and (
-            failures >= self._rate * calls or slow_calls >= self._slow_rate * calls
+            failures / calls >= self._rate or slow_calls / calls >= self._slow_rate
         ):
             return self._transition(OPEN)
         return None
@@ -252,7 +288,7 @@ class BreakerCore:
         needed = self.settings.half_open_calls
         if self._trials_done < needed:
             return None
-        if self._trials_slow >= self._slow_rate * needed:
+        if self._trials_slow / needed >= self._slow_rate:
             return self._transition(OPEN)
         return self._transition(CLOSED)
 
@@ -291,25 +327,27 @@ class BreakerCore:
             else:
                 raise ValueError(f"unknown breaker action {action!r}")
         if change is not None and change[0] != change[1]:
-            self._notify(*change)
+            self._notify(change)
 
     def _transition(self, to: str) -> tuple[str, str]:
         came_from = self._state
         self._state = to
         self._epoch += 1
-        self._admit = Permit(self._epoch, False) if to in (CLOSED, DISABLED) else None
+        self.standing = None
         self._trials.clear()
         self._trials_done = self._trials_slow = 0
-        self._consecutive = 0
+        self._consecutive = self._successes_seen = 0
         # A new window object, not a cleared one: lock-free successes still counting
         # into the old one cannot leak into the new state.
         self._window = (
             NullWindow() if to is DISABLED else make_window(self.settings.window, self._now)
         )
+        if to is CLOSED or to is DISABLED:
+            self.standing = Permit(self._epoch, False, self._window.success)
         if to is OPEN:
             self._opens += 1
             self._open_duration = self.settings.open_duration(self._opens, self._open_duration)
             self._open_until = self._now() + self._open_duration
-        elif to is CLOSED:
+        elif to is CLOSED or to is DISABLED:
             self._opens = 0
         return came_from, to

@@ -27,7 +27,8 @@ class Event:
     Types by kind:
 
     - circuit_breaker: ``success``, ``failure``, ``ignored`` (an outcome was recorded;
-      ``duration`` set, ``exception`` on failures), ``rejected`` (``retry_after``),
+      ``duration`` set; ``exception`` whenever the call raised, including exceptions
+      classified as success or ignored), ``rejected`` (``retry_after``),
       ``state_change`` (``from_state``, ``to_state``).
     - retry: ``retry`` (``attempt`` that failed, ``delay`` before the next one,
       ``exception``), ``give_up`` (``attempt``, ``exception`` or none for a result),
@@ -63,11 +64,16 @@ def listen(listener: Listener) -> Callable[[], None]:
 
 def _subscribe(listeners: list[Listener], listener: Listener) -> Callable[[], None]:
     listeners.append(listener)
+    done = False
 
     def unsubscribe() -> None:
-        # Unsubscribing twice is harmless.
-        with contextlib.suppress(ValueError):
-            listeners.remove(listener)
+        # Only the first call removes (one entry of) the listener: calling it again must
+        # not remove another subscription of the same listener.
+        nonlocal done
+        if not done:
+            done = True
+            with contextlib.suppress(ValueError):
+                listeners.remove(listener)
 
     return unsubscribe
 

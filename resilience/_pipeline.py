@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from ._policy import AsyncRunner, Policy, Runner, _ainvoke, _invoke
+from collections.abc import Callable
+
+from ._events import Listener
+from ._policy import AsyncRunner, Policy, Runner
 
 __all__ = ["Pipeline"]
 
@@ -27,15 +30,27 @@ class Pipeline(Policy):
         self.policies = policies
         self._compose()
 
-    def _sync_runner(self, inner: Runner | None) -> Runner:
+    def _sync_runner(self, inner: Runner) -> Runner:
         for policy in reversed(self.policies):
             inner = policy._sync_runner(inner)
-        return inner if inner is not None else _invoke
+        return inner
 
-    def _async_runner(self, inner: AsyncRunner | None) -> AsyncRunner:
+    def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
         for policy in reversed(self.policies):
             inner = policy._async_runner(inner)
-        return inner if inner is not None else _ainvoke
+        return inner
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Send the events of every policy in this pipeline (nested ones too) to
+        ``listener``; returns a function that stops it. A pipeline emits no events of
+        its own."""
+        stops = [policy.listen(listener) for policy in self.policies]
+
+        def unsubscribe() -> None:
+            for stop in stops:
+                stop()
+
+        return unsubscribe
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(p) for p in self.policies)

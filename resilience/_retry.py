@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 from ._backoff import Backoff, Exponential
+from ._classify import judge
 from ._clock import Clock
 from ._events import GLOBAL_LISTENERS, Event, emit
 from ._policy import AsyncRunner, Policy, Runner
@@ -59,6 +60,10 @@ def _hint(exc: BaseException) -> float | None:
     return None
 
 
+def _attempts(n: int) -> str:
+    return "1 attempt" if n == 1 else f"{n} attempts"
+
+
 class _Run:
     """One call's retries: which attempt this is, when it started, the last delay."""
 
@@ -73,7 +78,7 @@ class _Run:
     def after_exception(self, exc: Exception) -> float | None:
         """Seconds to wait before the next attempt, or None to re-raise ``exc``."""
         retry = self.retry
-        if not retry._retry_on(exc):
+        if not judge("retry_on", retry._retry_on, exc, False):
             return None
         if isinstance(exc, ResilienceError) and exc._refusal and exc.retry_after is None:
             return None  # a policy refused with no idea when it would accept
@@ -87,7 +92,9 @@ class _Run:
         retry = self.retry
         attempt = self.attempt
         if attempt >= retry.attempts:
-            return self._give_up(exc, f"all {attempt} attempts failed")
+            return self._give_up(
+                exc, "the only attempt failed" if attempt == 1 else f"all {attempt} attempts failed"
+            )
         delay = retry.backoff.delay(attempt, self.previous)
         if hint is not None and hint > delay:
             delay = min(hint, retry.backoff.max)
@@ -96,11 +103,11 @@ class _Run:
             if elapsed + delay > retry.deadline:
                 return self._give_up(
                     exc,
-                    f"{attempt} attempts in {elapsed:.3f}s; waiting {delay:.3f}s more "
+                    f"{_attempts(attempt)} in {elapsed:.3f}s; waiting {delay:.3f}s more "
                     f"would pass the {retry.deadline:g}s deadline",
                 )
         if retry.budget is not None and not retry.budget.try_retry():
-            return self._give_up(exc, f"{attempt} attempts; the retry budget is spent")
+            return self._give_up(exc, f"{_attempts(attempt)}; the retry budget is spent")
         self.previous = delay
         self.attempt = attempt + 1
         if GLOBAL_LISTENERS or retry._listeners:
@@ -143,7 +150,7 @@ class Retry(Policy):
         self.attempts = check_positive_int("attempts", attempts)
         if backoff is None:
             backoff = Exponential(base=0.1, factor=2.0, max=10.0, jitter="full")
-        elif not isinstance(backoff, Backoff):
+        elif isinstance(backoff, type) or not isinstance(backoff, Backoff):
             raise TypeError(
                 f"backoff must be a backoff strategy (Constant, Linear, Exponential, "
                 f"DecorrelatedJitter), got {backoff!r}"
@@ -188,16 +195,16 @@ class Retry(Policy):
 
     # -- drivers -------------------------------------------------------------------
 
-    def _sync_runner(self, inner: Runner | None) -> Runner:
+    def _sync_runner(self, inner: Runner) -> Runner:
         sleep = self._clock.sleep
         begin = self._begin
 
-        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
             started = begin()
             state = None
             while True:
                 try:
-                    result = fn(*args, **kwargs) if inner is None else inner(fn, args, kwargs)
+                    result = inner(*args, **kwargs)
                 except Exception as exc:
                     if state is None:
                         state = _Run(self, started)
@@ -206,7 +213,7 @@ class Retry(Policy):
                         raise
                 else:
                     check = self._retry_if_result
-                    if check is None or not check(result):
+                    if check is None or not judge("retry_if_result", check, result, False):
                         if state is not None:
                             state.succeeded()
                         return result
@@ -219,18 +226,16 @@ class Retry(Policy):
 
         return run
 
-    def _async_runner(self, inner: AsyncRunner | None) -> AsyncRunner:
+    def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
         asleep = self._clock.asleep
         begin = self._begin
 
-        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        async def run(*args: Any, **kwargs: Any) -> Any:
             started = begin()
             state = None
             while True:
                 try:
-                    result = await (
-                        fn(*args, **kwargs) if inner is None else inner(fn, args, kwargs)
-                    )
+                    result = await inner(*args, **kwargs)
                 except Exception as exc:
                     if state is None:
                         state = _Run(self, started)
@@ -239,7 +244,7 @@ class Retry(Policy):
                         raise
                 else:
                     check = self._retry_if_result
-                    if check is None or not check(result):
+                    if check is None or not judge("retry_if_result", check, result, False):
                         if state is not None:
                             state.succeeded()
                         return result
@@ -262,15 +267,33 @@ class Retry(Policy):
                 return
             self._clock.sleep(attempt._delay)
 
-    async def __aiter__(self) -> AsyncIterator[Attempt]:
+    def __aiter__(self) -> AsyncIterator[Attempt]:
         """``async for attempt in retry: with attempt: ...`` (or ``async with``)."""
-        state = _Run(self, self._begin())
-        while True:
-            attempt = Attempt(state)
-            yield attempt
-            if attempt._delay is None:
-                return
-            await self._clock.asleep(attempt._delay)
+        return _AsyncAttempts(_Run(self, self._begin()))
+
+
+class _AsyncAttempts:
+    """The async attempt iterator. A class rather than an async generator: leaving an
+    ``async for`` early abandons the iterator, and an abandoned async generator makes
+    trio warn about unfinalized generators."""
+
+    __slots__ = ("_last", "_state")
+
+    def __init__(self, state: _Run) -> None:
+        self._state = state
+        self._last: Attempt | None = None
+
+    def __aiter__(self) -> _AsyncAttempts:
+        return self
+
+    async def __anext__(self) -> Attempt:
+        last = self._last
+        if last is not None:
+            if last._delay is None:
+                raise StopAsyncIteration
+            await self._state.retry._clock.asleep(last._delay)
+        self._last = Attempt(self._state)
+        return self._last
 
 
 class Attempt:

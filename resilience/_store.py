@@ -24,6 +24,9 @@ class BreakerBackend(Protocol):
     nonblocking: bool
     #: The thresholds in force; ``configure`` replaces them.
     settings: BreakerSettings
+    #: A permit any call may use right now without asking (a local backend's closed
+    #: state), or None: then call ``acquire``. Read without a lock, on every call.
+    standing: Permit | None
 
     @property
     def state(self) -> str: ...
@@ -34,7 +37,13 @@ class BreakerBackend(Protocol):
 
     def release(self, permit: Permit) -> None: ...
 
-    def retry_after(self) -> float | None: ...
+    def retry_after(self) -> float | None:
+        """Seconds until a call could be admitted (None: forced open).
+
+        Called right after a rejected acquire, also from async code: answer from what
+        that acquire learned, without I/O. The same holds for ``state``.
+        """
+        ...
 
     def force(self, action: str) -> None: ...
 

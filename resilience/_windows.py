@@ -42,6 +42,11 @@ class OutcomeWindow:
         """Count a fast success without a lock; False if the caller must ``add`` it."""
         raise NotImplementedError
 
+    def successes_ever(self) -> int:
+        """Successes counted since this window was made, aged out or not (under the
+        owner's lock). It only grows, so a change means "a success happened since"."""
+        raise NotImplementedError
+
     def add(self, failed: bool, slow: bool) -> None:
         """Count an outcome; the owner holds its lock."""
         raise NotImplementedError
@@ -60,19 +65,30 @@ _EMPTY = 4  # a slot of a count window that no call has filled yet
 class _CountOutcomes(OutcomeWindow):
     # One byte per call: bit 0 failed, bit 1 slow, or _EMPTY. Slots are claimed by an
     # atomic sequence number, so concurrent successes never collide.
-    __slots__ = ("_buf", "_seq", "_size")
+    __slots__ = ("_buf", "_ok", "_ok_reads", "_seq", "_size")
 
     def __init__(self, size: int) -> None:
         self._size = size
         self._buf = bytearray([_EMPTY]) * size
         self._seq = itertools.count()
+        self._ok = itertools.count()
+        self._ok_reads = 0
 
     def success(self) -> bool:
+        next(self._ok)
         self._buf[next(self._seq) % self._size] = 0
         return True
 
     def add(self, failed: bool, slow: bool) -> None:
+        if not failed:
+            next(self._ok)
         self._buf[next(self._seq) % self._size] = failed | (slow << 1)
+
+    def successes_ever(self) -> int:
+        # Reading an itertools.count is a next() too; those reads are subtracted.
+        seen = next(self._ok) - self._ok_reads
+        self._ok_reads += 1
+        return seen
 
     def totals(self) -> tuple[int, int, int]:
         buf = self._buf
@@ -106,13 +122,14 @@ class _Bucket:
 class TimeWindow(OutcomeWindow):
     """Outcomes of the last ``seconds``, in ``BUCKETS`` buckets."""
 
-    __slots__ = ("_buckets", "_cur", "_now", "_width", "seconds")
+    __slots__ = ("_aged_ok", "_buckets", "_cur", "_now", "_width", "seconds")
 
     def __init__(self, seconds: float, now: Callable[[], float]) -> None:
         self.seconds = seconds
         self._width = seconds / BUCKETS
         self._now = now
         self._buckets: list[_Bucket] = []
+        self._aged_ok = 0  # successes of buckets already dropped
         self._cur = _Bucket(-float("inf"))  # already over: the first outcome rotates
 
     def success(self) -> bool:
@@ -130,8 +147,14 @@ class TimeWindow(OutcomeWindow):
         width = self._width
         end = (now // width + 1) * width
         cur = _Bucket(end)
-        self._buckets = [b for b in self._buckets if b.end > end - self.seconds]
-        self._buckets.append(cur)
+        kept = []
+        for bucket in self._buckets:
+            if bucket.end > end - self.seconds:
+                kept.append(bucket)
+            else:
+                self._aged_ok += bucket.successes()
+        kept.append(cur)
+        self._buckets = kept
         self._cur = cur
         return cur
 
@@ -153,6 +176,10 @@ class TimeWindow(OutcomeWindow):
             slow += bucket.slow
         return calls, failures, slow
 
+    def successes_ever(self) -> int:
+        self._current()
+        return self._aged_ok + sum(bucket.successes() for bucket in self._buckets)
+
     def same_shape(self, spec: float | CountWindow) -> bool:
         return not isinstance(spec, CountWindow) and spec == self.seconds
 
@@ -170,6 +197,9 @@ class NullWindow(OutcomeWindow):
 
     def totals(self) -> tuple[int, int, int]:
         return 0, 0, 0
+
+    def successes_ever(self) -> int:
+        return 0
 
     def same_shape(self, spec: float | CountWindow) -> bool:
         return False

@@ -47,7 +47,7 @@ def _demo(args: argparse.Namespace) -> int:
             try:
                 print(pipeline.call(dependency, i))
             except CircuitOpen as exc:
-                print(f"request {i}: rejected at once: {exc}")
+                print(f"request {i}: rejected by the open breaker: {exc}")
             except ConnectionError as exc:
                 print(f"request {i}: failed after retries: {exc}")
     finally:

@@ -51,7 +51,7 @@ class CircuitOpen(ResilienceError):
         super().__init__(f"circuit breaker {name or '<unnamed>'} is {state} ({when})")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.name, self.retry_after, self.state))
+        return (type(self), (self.name, self.retry_after, self.state), self.__dict__)
 
 
 class RateLimited(ResilienceError):
@@ -65,7 +65,7 @@ class RateLimited(ResilienceError):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.name, self.retry_after))
+        return (type(self), (self.name, self.retry_after), self.__dict__)
 
 
 class BulkheadFull(ResilienceError):
@@ -81,7 +81,7 @@ class BulkheadFull(ResilienceError):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.name, self.max_concurrent, self.max_queue))
+        return (type(self), (self.name, self.max_concurrent, self.max_queue), self.__dict__)
 
 
 class TimeoutExceeded(ResilienceError, TimeoutError):
@@ -99,7 +99,7 @@ class TimeoutExceeded(ResilienceError, TimeoutError):
         super().__init__(f"timeout {name or '<unnamed>'}: call exceeded {timeout:g}s")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.name, self.timeout))
+        return (type(self), (self.name, self.timeout), self.__dict__)
 
 
 class ConfigError(ResilienceError):
@@ -112,4 +112,4 @@ class ConfigError(ResilienceError):
         super().__init__(f"{path}: expected {expected}, got {value!r}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.path, self.value, self.expected))
+        return (type(self), (self.path, self.value, self.expected), self.__dict__)

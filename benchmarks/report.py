@@ -1,0 +1,335 @@
+"""Turn a pytest-benchmark JSON file into the markdown results of docs/benchmarks.md.
+
+Usage::
+
+    .venv/bin/python -m pytest benchmarks --benchmark-only --benchmark-json=out.json
+    .venv/bin/python benchmarks/report.py out.json                # print the markdown
+    .venv/bin/python benchmarks/report.py out.json --write-docs   # and rewrite the page
+    .venv/bin/python benchmarks/report.py out.json --check        # exit 1 on a MISS
+
+Per case: the median time per call (the median round, divided by the calls in a round),
+the overhead over the group's bare call, and that overhead divided by the reference
+overhead of the group (the fastest peer's; for the decorator groups, our decorator's).
+Then each performance target is checked and printed as PASS or MISS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS_PAGE = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+TIMES = "\u00d7"
+
+
+@dataclass(frozen=True)
+class Group:
+    id: str
+    title: str
+    #: Role of the rows whose smallest overhead is the reference of the ratio column.
+    reference: str
+    ratio_header: str
+
+
+GROUPS = [
+    Group("breaker-sync", "Closed circuit breaker, sync", "peer", "÷ fastest peer"),
+    Group("breaker-async", "Closed circuit breaker, async", "peer", "÷ fastest peer"),
+    Group("retry-sync", "Retry, first attempt succeeds, sync", "peer", "÷ fastest peer"),
+    Group("retry-async", "Retry, first attempt succeeds, async", "peer", "÷ fastest peer"),
+    Group(
+        "pipeline-sync",
+        "`Pipeline(Retry(), CircuitBreaker())`, sync",
+        "peer-stack",
+        "÷ fastest peer stack",
+    ),
+    Group(
+        "pipeline-async",
+        "`Pipeline(Retry(), CircuitBreaker())`, async",
+        "peer-stack",
+        "÷ fastest peer stack",
+    ),
+    Group("decorator-sync", "Decorator choice, sync", "ours", "÷ our decorator"),
+    Group("decorator-async", "Decorator choice, async", "ours", "÷ our decorator"),
+]
+
+#: Rows that cannot be measured, with the reason shown in the table.
+NOT_AVAILABLE = {
+    "breaker-async": [("pybreaker", "no asyncio support (its `call_async` needs Tornado)")],
+    "pipeline-async": [("tenacity over pybreaker", "pybreaker has no asyncio support")],
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    title: str
+    group: str  # where our primary row is
+    reference_group: str  # where the reference (fastest peer) is
+    kind: str  # "overhead": our overhead <= limit x peer's; "time": our time < peer's
+    limit: float = 1.0
+
+
+TARGETS = [
+    Target("Closed breaker overhead, sync", "breaker-sync", "breaker-sync", "overhead", 0.4),
+    Target("Closed breaker overhead, async", "breaker-async", "breaker-async", "overhead", 0.4),
+    Target("Retry success-path overhead, sync", "retry-sync", "retry-sync", "overhead", 0.15),
+    Target("Retry success-path overhead, async", "retry-async", "retry-async", "overhead", 0.15),
+    Target("Retry + breaker pipeline time per call, sync", "pipeline-sync", "breaker-sync", "time"),
+    Target(
+        "Retry + breaker pipeline time per call, async", "pipeline-async", "breaker-async", "time"
+    ),
+]
+
+
+@dataclass
+class Row:
+    group: str
+    label: str
+    role: str
+    primary: bool
+    form: str  # "decorated" or "call"
+    ns: float  # median per call
+    iqr: float  # interquartile range per call
+    rounds: int
+    batch: int
+    overhead: float | None = None
+
+
+def load_rows(data: dict[str, Any]) -> dict[str, list[Row]]:
+    groups: dict[str, list[Row]] = {}
+    for bench in data.get("benchmarks", []):
+        info = bench.get("extra_info", {})
+        if "group" not in info:
+            continue
+        batch = int(info.get("batch", 1))
+        stats = bench["stats"]
+        # pedantic(iterations=1): each round is one batch; stats are seconds per round.
+        per_call = 1e9 / (batch * stats.get("iterations", 1))
+        groups.setdefault(info["group"], []).append(
+            Row(
+                group=info["group"],
+                label=info["case"],
+                role=info["role"],
+                primary=bool(info.get("primary")),
+                form=info.get("form", "decorated"),
+                ns=stats["median"] * per_call,
+                iqr=stats["iqr"] * per_call,
+                rounds=stats["rounds"],
+                batch=batch,
+            )
+        )
+    for rows in groups.values():
+        base = next((r for r in rows if r.role == "baseline"), None)
+        for row in rows:
+            if base is not None and row is not base:
+                row.overhead = row.ns - base.ns
+    return groups
+
+
+def fastest(rows: list[Row], role: str, form: str | None = None) -> Row | None:
+    candidates = [
+        r
+        for r in rows
+        if r.role == role and r.overhead is not None and (form is None or r.form == form)
+    ]
+    return min(candidates, key=lambda r: r.ns, default=None)
+
+
+def ratio(value: float | None, reference: float | None) -> float | None:
+    if value is None or reference is None or reference <= 0:
+        return None
+    return value / reference
+
+
+def fmt_ns(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}{TIMES}"
+
+
+# -- machine facts --------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def facts(data: dict[str, Any]) -> list[str]:
+    machine = data.get("machine_info", {})
+    ours = machine.get("resilience_bench", {})
+    when = data.get("datetime")
+    if when:
+        stamp = dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
+        date = stamp.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    else:
+        date = "unknown"
+    python = ours.get("python") or machine.get("python_version") or platform.python_version()
+    impl = ours.get("python_implementation") or machine.get("python_implementation", "")
+    cpu = ours.get("cpu_model") or cpu_model()
+    count = ours.get("cpu_count")
+    lines = [
+        f"- Date: {date}",
+        f"- Python: {python} ({impl})" if impl else f"- Python: {python}",
+        f"- CPU: {cpu}" + (f", {count} logical CPUs" if count else ""),
+    ]
+    if ours.get("platform"):
+        lines.append(f"- Platform: {ours['platform']}")
+    start, end = ours.get("loadavg_at_start"), ours.get("loadavg_at_end")
+    if start:
+        load = f"{start[0]:.2f} at start"
+        if end:
+            load += f", {end[0]:.2f} at end"
+        lines.append(f"- Load average (1 min): {load}")
+    commit = data.get("commit_info", {})
+    if commit.get("id"):
+        dirty = " (uncommitted changes)" if commit.get("dirty") else ""
+        lines.append(f"- Commit: `{commit['id'][:10]}`{dirty}")
+    versions = ours.get("versions")
+    if versions:
+        lines.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    if ours.get("batch"):
+        lines.append(
+            f"- Each case: median of its rounds, {ours['batch']} calls per round "
+            f"(about {ours.get('case_seconds', '?')} s per case)"
+        )
+    return lines
+
+
+# -- the report -------------------------------------------------------------------------
+
+
+def group_table(group: Group, rows: list[Row]) -> list[str]:
+    reference = fastest(rows, group.reference)
+    ref_overhead = reference.overhead if reference is not None else None
+    lines = [
+        f"#### {group.title}",
+        "",
+        f"| Case | ns per call | IQR (ns) | Overhead (ns) | Overhead {group.ratio_header} |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        label = f"**{row.label}**" if row.role == "ours" else row.label
+        lines.append(
+            f"| {label} | {fmt_ns(row.ns)} | {fmt_ns(row.iqr)} | {fmt_ns(row.overhead)} "
+            f"| {fmt_ratio(ratio(row.overhead, ref_overhead))} |"
+        )
+    for label, why in NOT_AVAILABLE.get(group.id, []):
+        lines.append(f"| {label} | n/a: {why} | | | |")
+    lines.append("")
+    return lines
+
+
+@dataclass
+class Verdict:
+    target: Target
+    ok: bool | None  # None: not measured in this run
+    text: str
+
+
+def check(target: Target, groups: dict[str, list[Row]]) -> Verdict:
+    """Check one target against the fastest peer in any form (decorated or ``.call``).
+
+    The comparison with the fastest peer *decorator* (ours is decorated too) is added
+    to the text as context; it never changes the verdict.
+    """
+    ours = next((r for r in groups.get(target.group, []) if r.primary), None)
+    peers = groups.get(target.reference_group, [])
+    peer = fastest(peers, "peer")
+    if ours is None or peer is None or ours.overhead is None or peer.overhead is None:
+        return Verdict(target, None, "not measured in this run")
+    decorator = fastest(peers, "peer", form="decorated")
+    if target.kind == "overhead":
+        value = ratio(ours.overhead, peer.overhead)
+        ok = value is not None and value <= target.limit
+        text = (
+            f"{fmt_ns(ours.overhead)} ns vs {fmt_ns(peer.overhead)} ns "
+            f"({peer.label}) = {fmt_ratio(value)}; limit {target.limit:.2f}{TIMES}"
+        )
+        if decorator is not None and decorator is not peer:
+            text += (
+                f" (vs the fastest peer decorator, {decorator.label}: "
+                f"{fmt_ratio(ratio(ours.overhead, decorator.overhead))})"
+            )
+        return Verdict(target, ok, text)
+    ok = ours.ns < peer.ns
+    text = (
+        f"{fmt_ns(ours.ns)} ns per call vs {fmt_ns(peer.ns)} ns for {peer.label} alone "
+        f"= {fmt_ratio(ours.ns / peer.ns)}; must be under 1{TIMES}"
+    )
+    if decorator is not None and decorator is not peer:
+        text += f" (vs {decorator.label} alone: {fmt_ratio(ours.ns / decorator.ns)})"
+    return Verdict(target, ok, text)
+
+
+def verdict_word(verdict: Verdict) -> str:
+    return {True: "PASS", False: "MISS", None: "NO DATA"}[verdict.ok]
+
+
+def render(data: dict[str, Any]) -> tuple[str, list[Verdict]]:
+    groups = load_rows(data)
+    out = ["### Machine and run", "", *facts(data), "", "### Per case", ""]
+    known = {g.id for g in GROUPS}
+    extra = [Group(gid, gid, "peer", "÷ fastest peer") for gid in groups if gid not in known]
+    for group in [*GROUPS, *extra]:
+        if group.id in groups:
+            out += group_table(group, groups[group.id])
+    verdicts = [check(target, groups) for target in TARGETS]
+    out += ["### Targets", "", "| Target | Measured | Verdict |", "|---|---|---|"]
+    for v in verdicts:
+        out.append(f"| {v.target.title} | {v.text} | **{verdict_word(v)}** |")
+    return "\n".join(out).rstrip() + "\n", verdicts
+
+
+def write_docs(page: Path, section: str) -> None:
+    text = page.read_text(encoding="utf-8")
+    try:
+        head, rest = text.split(START, 1)
+        _, tail = rest.split(END, 1)
+    except ValueError:
+        raise SystemExit(f"{page}: no {START} ... {END} markers") from None
+    page.write_text(f"{head}{START}\n\n{section}\n{END}{tail}", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("json", type=Path, help="output of --benchmark-json")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument(
+        "--write-docs",
+        nargs="?",
+        const=DOCS_PAGE,
+        type=Path,
+        metavar="PAGE",
+        help=f"rewrite the results section of PAGE (default {DOCS_PAGE.relative_to(ROOT)})",
+    )
+    args = parser.parse_args(argv)
+    data = json.loads(args.json.read_text(encoding="utf-8"))
+    section, verdicts = render(data)
+    print(section)
+    for v in verdicts:
+        print(f"{verdict_word(v)}: {v.target.title}: {v.text}", file=sys.stderr)
+    if args.write_docs is not None:
+        write_docs(args.write_docs, section)
+        print(f"wrote the results into {args.write_docs}", file=sys.stderr)
+    if args.check and not all(v.ok for v in verdicts):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
