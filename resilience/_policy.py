@@ -17,13 +17,13 @@ partials, bound methods) do go through ``wrapt.FunctionWrapper``, whose proxying
 need.
 
 ``call(fn, ...)`` / ``acall(fn, ...)`` use runners composed once around a *call target*
-that reads ``fn`` from a context variable, so policies that look at the arguments (keyed
-policies) see exactly the caller's arguments on both paths.
+``_call_first(fn, *args, **kwargs)``: in that chain the function travels as the first
+positional argument. A policy that looks at the call's arguments (a keyed policy) must
+skip it there; ``Policy._compose`` is the only place that builds that chain.
 """
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
@@ -45,15 +45,13 @@ T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
 
-_TARGET: contextvars.ContextVar[Callable[..., Any]] = contextvars.ContextVar("resilience-target")
+
+def _call_first(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    return fn(*args, **kwargs)
 
 
-def _call_target(*args: Any, **kwargs: Any) -> Any:
-    return _TARGET.get()(*args, **kwargs)
-
-
-async def _acall_target(*args: Any, **kwargs: Any) -> Any:
-    return await _TARGET.get()(*args, **kwargs)
+async def _acall_first(fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any) -> Any:
+    return await fn(*args, **kwargs)
 
 
 class Policy:
@@ -95,26 +93,18 @@ class Policy:
         raise NotImplementedError
 
     def _compose(self) -> None:
-        self._run = self._sync_runner(_call_target)
-        self._arun = self._async_runner(_acall_target)
+        self._run = self._sync_runner(_call_first)
+        self._arun = self._async_runner(_acall_first)
 
     # -- using the policy --------------------------------------------------------
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call ``fn(*args, **kwargs)`` through this policy."""
-        token = _TARGET.set(fn)
-        try:
-            return self._run(*args, **kwargs)  # type: ignore[no-any-return]
-        finally:
-            _TARGET.reset(token)
+        return self._run(fn, *args, **kwargs)  # type: ignore[no-any-return]
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(*args, **kwargs)`` through this policy."""
-        token = _TARGET.set(fn)
-        try:
-            return await self._arun(*args, **kwargs)  # type: ignore[no-any-return]
-        finally:
-            _TARGET.reset(token)
+        return await self._arun(fn, *args, **kwargs)  # type: ignore[no-any-return]
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Send this policy's events to ``listener``; returns a function that stops it."""
