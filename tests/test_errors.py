@@ -20,6 +20,7 @@ from resilience import (
     Retry,
     TimeoutExceeded,
 )
+from resilience._retry import _add_note
 from resilience.testing import FakeClock
 
 ERRORS: dict[str, tuple[ResilienceError, dict[str, Any]]] = {
@@ -131,7 +132,8 @@ def test_pickle_round_trip_keeps_pep_678_notes(
     """Retry adds a note to the exception it re-raises; like any built-in exception, a
     resilience error must keep its notes when it crosses a process boundary."""
     exc = copy.copy(exc)
-    exc.add_note("resilience: Retry r gave up: all 3 attempts failed")
+    # add_note is Python 3.11+; the library's own fallback sets __notes__ on 3.10.
+    _add_note(exc, "resilience: Retry r gave up: all 3 attempts failed")
     restored = pickle.loads(pickle.dumps(exc))
     assert restored.__notes__ == ["resilience: Retry r gave up: all 3 attempts failed"]
 
