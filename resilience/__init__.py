@@ -7,11 +7,16 @@ from ._backoff import Backoff, Constant, DecorrelatedJitter, Exponential, Linear
 from ._breaker import CircuitBreaker
 from ._breaker_core import BreakerMetrics
 from ._budget import RetryBudget
+from ._bulkhead import Bulkhead
 from ._clock import Clock, SystemClock
 from ._events import Event, listen
+from ._fallback import Fallback
+from ._keyed import KeyedPolicy, per_key
 from ._pipeline import Pipeline
 from ._policy import Policy
+from ._ratelimit import TokenBucket
 from ._retry import Attempt, Retry
+from ._timeout import Timeout, remaining
 from ._windows import CountWindow
 from .errors import (
     BulkheadFull,
@@ -26,6 +31,7 @@ __all__ = [
     "Attempt",
     "Backoff",
     "BreakerMetrics",
+    "Bulkhead",
     "BulkheadFull",
     "CircuitBreaker",
     "CircuitOpen",
@@ -36,6 +42,8 @@ __all__ = [
     "DecorrelatedJitter",
     "Event",
     "Exponential",
+    "Fallback",
+    "KeyedPolicy",
     "Linear",
     "Pipeline",
     "Policy",
@@ -44,6 +52,10 @@ __all__ = [
     "Retry",
     "RetryBudget",
     "SystemClock",
+    "Timeout",
     "TimeoutExceeded",
+    "TokenBucket",
     "listen",
+    "per_key",
+    "remaining",
 ]

@@ -19,13 +19,15 @@ need.
 ``call(fn, ...)`` / ``acall(fn, ...)`` use runners composed once around a *call target*
 ``_call_first(fn, *args, **kwargs)``: in that chain the function travels as the first
 positional argument. A policy that looks at the call's arguments (a keyed policy) must
-skip it there; ``Policy._compose`` is the only place that builds that chain.
+skip it there: ``composing_call_chain()`` tells it, while ``Policy._compose`` (the only
+place that builds that chain) is composing.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeAlias, TypeVar, overload
 
@@ -44,6 +46,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
+
+
+_composition = threading.local()
+
+
+def composing_call_chain() -> bool:
+    """True while the runners for ``call``/``acall`` are being composed: in that chain
+    the protected function is the first positional argument of every runner."""
+    return getattr(_composition, "call_chain", False)
 
 
 def _call_first(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -93,8 +104,12 @@ class Policy:
         raise NotImplementedError
 
     def _compose(self) -> None:
-        self._run = self._sync_runner(_call_first)
-        self._arun = self._async_runner(_acall_first)
+        _composition.call_chain = True
+        try:
+            self._run = self._sync_runner(_call_first)
+            self._arun = self._async_runner(_acall_first)
+        finally:
+            _composition.call_chain = False
 
     # -- using the policy --------------------------------------------------------
 
