@@ -33,6 +33,8 @@ class Event:
     - retry: ``retry`` (``attempt`` that failed, ``delay`` before the next one,
       ``exception``), ``give_up`` (``attempt``, ``exception`` or none for a result),
       ``success`` (``attempt`` that succeeded, only after at least one retry).
+    - fallback: ``fallback`` (the substitute was used; ``exception`` is the call's
+      exception, or None when a result triggered it).
     """
 
     kind: str
