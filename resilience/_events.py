@@ -33,6 +33,11 @@ class Event:
     - retry: ``retry`` (``attempt`` that failed, ``delay`` before the next one,
       ``exception``), ``give_up`` (``attempt``, ``exception`` or none for a result),
       ``success`` (``attempt`` that succeeded, only after at least one retry).
+    - timeout: ``timeout`` (``duration`` = the limit exceeded, ``exception`` = the
+      TimeoutExceeded, ``abandoned`` = sync workers still running after their caller
+      gave up, None in async code), ``abandoned_finished`` (an abandoned sync call
+      ended: ``duration`` = how long it ran, ``exception`` = what it raised, if anything,
+      ``abandoned`` = the count after it).
     - fallback: ``fallback`` (the substitute was used; ``exception`` is the call's
       exception, or None when a result triggered it).
     """
@@ -48,6 +53,7 @@ class Event:
     from_state: str | None = None
     to_state: str | None = None
     exception: BaseException | None = None
+    abandoned: int | None = None
 
 
 Listener: TypeAlias = Callable[[Event], object]

@@ -311,6 +311,7 @@ EVENT_FIELDS = [
     "from_state",
     "to_state",
     "exception",
+    "abandoned",
 ]
 
 
