@@ -33,7 +33,7 @@ from ._validation import (
     check_positive_int,
     check_predicate,
 )
-from ._windows import CountWindow
+from ._windows import INF, CountWindow
 from .errors import CircuitOpen
 
 __all__ = ["CircuitBreaker"]
@@ -91,6 +91,10 @@ class CircuitBreaker(Policy):
         self._slow_after = settings.slow_call_duration
         # No slow-call timing and no result check: a success needs no verdict at all.
         self._plain = self._slow_after is None and self._failure_if is None
+        # ...and nobody listening: one list cell the runners read on every call, kept
+        # up to date by _listeners_changed.
+        self._fast = [False]
+        self._listeners_changed()
         if store is None:
             backend: BreakerBackend = BreakerCore(settings, self._clock, self._on_transition)
         elif isinstance(store, BreakerStore):
@@ -103,6 +107,11 @@ class CircuitBreaker(Policy):
             contextvars.ContextVar(f"resilience-breaker-{id(self)}", default=())
         )
         self._compose()
+
+    def _listeners_changed(self) -> None:
+        fast = getattr(self, "_fast", None)  # None while __init__ has not set it yet
+        if fast is not None:
+            fast[0] = self._plain and not GLOBAL_LISTENERS and not self._listeners
 
     # -- state and manual control --------------------------------------------------
 
@@ -153,9 +162,7 @@ class CircuitBreaker(Policy):
             )
 
     def _start(self) -> float | None:
-        if self._plain and not GLOBAL_LISTENERS and not self._listeners:
-            return None
-        return self._clock.monotonic()
+        return None if self._fast[0] else self._clock.monotonic()
 
     def _judge(self, failed: bool | None, start: float | None) -> _Verdict:
         if start is None:
@@ -232,7 +239,7 @@ class CircuitBreaker(Policy):
         now = self._clock.monotonic
         judge_exception, judge_result = self._judge_exception, self._judge_result
         finish, rejected = self._finish, self._rejected
-        listeners = self._listeners
+        fast = self._fast
 
         def run(*args: Any, **kwargs: Any) -> Any:
             permit = backend.standing
@@ -240,7 +247,7 @@ class CircuitBreaker(Policy):
                 permit = acquire()
                 if permit is None:
                     raise rejected()
-            plain = self._plain and not GLOBAL_LISTENERS and not listeners
+            plain = fast[0]
             start = None if plain else now()
             try:
                 result = inner(*args, **kwargs)
@@ -248,8 +255,10 @@ class CircuitBreaker(Policy):
                 finish(permit, judge_exception(exc, start), exc)
                 raise
             if plain:  # the common case: count the success, without building a verdict
-                succeed = permit.succeed
-                if succeed is None or not succeed():
+                ok_until = permit.ok_until
+                if ok_until is INF or now() < ok_until:
+                    next(permit.ok)  # type: ignore[arg-type]
+                else:
                     record(permit, False, False)
             else:
                 finish(permit, judge_result(result, start), None)
@@ -264,7 +273,7 @@ class CircuitBreaker(Policy):
         now = self._clock.monotonic
         judge_exception, judge_result = self._judge_exception, self._judge_result
         finish, afinish, rejected = self._finish, self._afinish, self._rejected
-        listeners = self._listeners
+        fast = self._fast
 
         async def run(*args: Any, **kwargs: Any) -> Any:
             permit = backend.standing
@@ -272,7 +281,7 @@ class CircuitBreaker(Policy):
                 permit = acquire() if nonblocking else await backend.aacquire()
                 if permit is None:
                     raise rejected()
-            plain = self._plain and not GLOBAL_LISTENERS and not listeners
+            plain = fast[0]
             start = None if plain else now()
             try:
                 result = await inner(*args, **kwargs)
@@ -284,8 +293,10 @@ class CircuitBreaker(Policy):
                     await afinish(permit, verdict, exc)
                 raise
             if plain and nonblocking:
-                succeed = permit.succeed
-                if succeed is None or not succeed():
+                ok_until = permit.ok_until
+                if ok_until is INF or now() < ok_until:
+                    next(permit.ok)  # type: ignore[arg-type]
+                else:
                     record(permit, False, False)
             elif nonblocking:
                 finish(permit, judge_result(result, start), None)

@@ -8,6 +8,7 @@ the closed-state admission reads one attribute without taking it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -17,7 +18,7 @@ from typing import Final
 
 from ._clock import Clock
 from ._validation import check_duration
-from ._windows import CountWindow, NullWindow, OutcomeWindow, make_window
+from ._windows import INF, CountWindow, NullWindow, OutcomeWindow, make_window
 
 __all__ = [
     "CLOSED",
@@ -89,21 +90,29 @@ class BreakerMetrics:
 class Permit:
     """Permission for one call; handed back to the store with the call's outcome.
 
-    Closed-state calls of one epoch share a single permit object, so admission in the
-    common case allocates nothing. Trial permits (half-open) are one per call.
+    Closed-state calls share a standing permit (no allocation per call); trial permits
+    (half-open) are one per call.
 
-    ``succeed``, when not None, counts a plain success (not failed, not slow) without
-    the store's lock and returns True, or returns False when the store must be told
-    through ``record``. It is bound to its epoch's window, so a success that arrives
-    after the breaker moved on lands in a window already discarded.
+    ``ok_until`` and ``ok`` let a plain success (not failed, not slow) be counted
+    without the store's lock: if it ends before clock time ``ok_until``, ``next(ok)``
+    counts it and the store need not be told. Otherwise the outcome goes to ``record``.
+    ``ok`` belongs to the permit's own epoch (and time bucket), so a success that lands
+    after the breaker moved on counts in a window already discarded.
     """
 
-    __slots__ = ("epoch", "succeed", "trial")
+    __slots__ = ("epoch", "ok", "ok_until", "trial")
 
-    def __init__(self, epoch: int, trial: bool, succeed: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        epoch: int,
+        trial: bool,
+        ok_until: float = -INF,
+        ok: itertools.count[int] | None = None,
+    ) -> None:
         self.epoch = epoch
         self.trial = trial
-        self.succeed = succeed
+        self.ok_until = ok_until
+        self.ok = ok
 
     def __repr__(self) -> str:
         return f"Permit(epoch={self.epoch}, trial={self.trial})"
@@ -137,7 +146,7 @@ class BreakerCore:
         self._trials_slow = 0
         self.settings = settings
         self._window: OutcomeWindow = make_window(settings.window, self._now)
-        self.standing = Permit(0, False, self._window.success)
+        self.standing = Permit(0, False, *self._window.counter())
         self.configure(settings)
 
     def configure(self, settings: BreakerSettings) -> None:
@@ -162,8 +171,7 @@ class BreakerCore:
             if self._state is not DISABLED and not self._window.same_shape(settings.window):
                 self._window = make_window(settings.window, self._now)
                 self._successes_seen = 0
-                if self.standing is not None:
-                    self.standing = Permit(self._epoch, False, self._window.success)
+                self._refresh_standing()
 
     def subscribe(self, notify: TransitionCallback) -> None:
         """Also tell ``notify`` about transitions (another breaker sharing this state)."""
@@ -194,6 +202,7 @@ class BreakerCore:
     def snapshot(self) -> BreakerMetrics:
         with self._lock:
             total, failures, slow = self._window.totals()
+            self._refresh_standing()
             return BreakerMetrics(
                 state=self.state,
                 calls=total,
@@ -240,18 +249,28 @@ class BreakerCore:
         if not failed and not slow:
             # A plain success can never trip the breaker (only failures and slow calls
             # do, as in Polly), so the permit counts it without the lock when it can.
-            succeed = permit.succeed
-            if succeed is not None and succeed():
+            ok_until = permit.ok_until
+            if ok_until is INF or self._now() < ok_until:
+                next(permit.ok)  # type: ignore[arg-type]
                 return
         with self._lock:
-            if permit is self.standing and self._state is CLOSED:
-                change = self._record_closed(failed, slow)
+            if permit.epoch == self._epoch and not permit.trial:
+                change = self._record_closed(failed, slow) if self._state is CLOSED else None
+                self._refresh_standing()
             elif permit.trial and permit in self._trials:
                 change = self._record_trial(permit, failed, slow)
             else:
-                return  # disabled, or admitted in an earlier epoch: not evidence any more
+                return  # admitted in an earlier epoch: not evidence any more
         if change is not None:
             self._notify(change)
+
+    def _refresh_standing(self) -> None:
+        """After the window moved to a new bucket, hand out that bucket's counter."""
+        standing = self.standing
+        if standing is not None:
+            ok_until, ok = self._window.counter()
+            if standing.ok is not ok:
+                self.standing = Permit(self._epoch, False, ok_until, ok)
 
     def _consecutive_failures(self) -> int:
         """Failures since the last success (successes are counted lock-free, so a
@@ -343,7 +362,7 @@ class BreakerCore:
             NullWindow() if to is DISABLED else make_window(self.settings.window, self._now)
         )
         if to is CLOSED or to is DISABLED:
-            self.standing = Permit(self._epoch, False, self._window.success)
+            self.standing = Permit(self._epoch, False, *self._window.counter())
         if to is OPEN:
             self._opens += 1
             self._open_duration = self.settings.open_duration(self._opens, self._open_duration)

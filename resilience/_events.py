@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 __all__ = ["GLOBAL_LISTENERS", "Event", "Listener", "emit", "listen"]
 
@@ -63,15 +64,28 @@ Listener: TypeAlias = Callable[[Event], object]
 GLOBAL_LISTENERS: list[Listener] = []
 
 
+#: Everything that keeps a flag derived from the listeners (policies with a hot path):
+#: told through ``_listeners_changed()`` whenever global listeners come or go.
+WATCHERS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def listen(listener: Listener) -> Callable[[], None]:
     """Send every policy's events to ``listener``; returns a function that stops it."""
     if not callable(listener):
         raise TypeError(f"listener must be callable, got {listener!r}")
-    return _subscribe(GLOBAL_LISTENERS, listener)
+    return _subscribe(GLOBAL_LISTENERS, listener, _tell_watchers)
 
 
-def _subscribe(listeners: list[Listener], listener: Listener) -> Callable[[], None]:
+def _tell_watchers() -> None:
+    for watcher in list(WATCHERS):
+        watcher._listeners_changed()
+
+
+def _subscribe(
+    listeners: list[Listener], listener: Listener, changed: Callable[[], None]
+) -> Callable[[], None]:
     listeners.append(listener)
+    changed()
     done = False
 
     def unsubscribe() -> None:
@@ -82,6 +96,7 @@ def _subscribe(listeners: list[Listener], listener: Listener) -> Callable[[], No
             done = True
             with contextlib.suppress(ValueError):
                 listeners.remove(listener)
+            changed()
 
     return unsubscribe
 

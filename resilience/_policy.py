@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeAlias, TypeVar, 
 import wrapt
 
 from ._clock import SYSTEM_CLOCK, Clock
-from ._events import Listener, _subscribe
+from ._events import WATCHERS, Listener, _subscribe
 from ._validation import check_name
 
 __all__ = ["AsyncRunner", "Policy", "Runner"]
@@ -92,6 +92,7 @@ class Policy:
             raise TypeError(f"clock must have monotonic(), sleep() and asleep(), got {clock!r}")
         self._clock = clock
         self._listeners = []
+        WATCHERS.add(self)
 
     # -- composition -------------------------------------------------------------
 
@@ -125,7 +126,10 @@ class Policy:
         """Send this policy's events to ``listener``; returns a function that stops it."""
         if not callable(listener):
             raise TypeError(f"listener must be callable, got {listener!r}")
-        return _subscribe(self._listeners, listener)
+        return _subscribe(self._listeners, listener, self._listeners_changed)
+
+    def _listeners_changed(self) -> None:
+        """Global or own listeners came or went (hook for policies caching a flag)."""
 
     @overload
     def __call__(self, fn: classmethod[T, ..., R]) -> classmethod[T, ..., R]: ...

@@ -1,26 +1,32 @@
 """Sliding windows of call outcomes for the circuit breaker.
 
-Successes are the hot path, so a window counts them without a lock: each success
-takes one ``next()`` on an ``itertools.count`` (atomic in CPython) or one sequence
-number. Failures and slow calls are counted by ``add`` under the owner's lock, and the
-owner reads the totals (``totals()``) under that lock too. Memory is fixed at
-construction: one byte per remembered call for a count window, ten buckets for a time
-window, whatever the call rate.
+Plain successes are the hot path, so a window lets them be counted without a lock:
+``counter()`` hands out ``(ok_until, ok)``, and a success that ends before clock time
+``ok_until`` is counted by ``next(ok)`` alone (``itertools.count`` is atomic in CPython).
+Failures, slow calls and successes that miss that path go through ``add`` under the
+owner's lock, and the owner reads the totals (``totals()``) under that lock too.
+
+Memory is fixed at construction whatever the call rate: a count window remembers the
+positions of at most ``size`` failures and slow calls, a time window ten buckets.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._validation import check_positive_int
 
-__all__ = ["BUCKETS", "CountWindow", "NullWindow", "OutcomeWindow", "TimeWindow", "make_window"]
+__all__ = ["BUCKETS", "INF", "CountWindow", "NullWindow", "OutcomeWindow", "TimeWindow"]
 
 #: Buckets of a time window: an outcome is forgotten between 90% and 100% of the window
 #: after it happened (Polly v8 splits its sampling duration the same way).
 BUCKETS = 10
+#: "No time limit" for counting successes lock-free. One object, so that callers can
+#: test ``ok_until is INF`` and skip reading the clock.
+INF = float("inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +44,9 @@ class OutcomeWindow:
 
     __slots__ = ()
 
-    def success(self) -> bool:
-        """Count a fast success without a lock; False if the caller must ``add`` it."""
-        raise NotImplementedError
-
-    def successes_ever(self) -> int:
-        """Successes counted since this window was made, aged out or not (under the
-        owner's lock). It only grows, so a change means "a success happened since"."""
+    def counter(self) -> tuple[float, itertools.count[int]]:
+        """``(ok_until, ok)``: a plain success before clock time ``ok_until`` may be
+        counted with ``next(ok)``, without the lock."""
         raise NotImplementedError
 
     def add(self, failed: bool, slow: bool) -> None:
@@ -55,68 +57,80 @@ class OutcomeWindow:
         """(calls, failures, slow calls) now in the window; the owner holds its lock."""
         raise NotImplementedError
 
+    def successes_ever(self) -> int:
+        """Successes counted since this window was made, aged out or not (under the
+        owner's lock). It only grows, so a change means "a success happened since"."""
+        raise NotImplementedError
+
     def same_shape(self, spec: float | CountWindow) -> bool:
         raise NotImplementedError
 
 
-_EMPTY = 4  # a slot of a count window that no call has filled yet
+class _Counted:
+    """An ``itertools.count`` read under a lock: each read is a ``next()`` too, and the
+    reads are subtracted."""
 
+    __slots__ = ("ok", "reads")
 
-class _CountOutcomes(OutcomeWindow):
-    # One byte per call: bit 0 failed, bit 1 slow, or _EMPTY. Slots are claimed by an
-    # atomic sequence number, so concurrent successes never collide.
-    __slots__ = ("_buf", "_ok", "_ok_reads", "_seq", "_size")
+    def __init__(self) -> None:
+        self.ok = itertools.count()
+        self.reads = 0
 
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._buf = bytearray([_EMPTY]) * size
-        self._seq = itertools.count()
-        self._ok = itertools.count()
-        self._ok_reads = 0
-
-    def success(self) -> bool:
-        next(self._ok)
-        self._buf[next(self._seq) % self._size] = 0
-        return True
-
-    def add(self, failed: bool, slow: bool) -> None:
-        if not failed:
-            next(self._ok)
-        self._buf[next(self._seq) % self._size] = failed | (slow << 1)
-
-    def successes_ever(self) -> int:
-        # Reading an itertools.count is a next() too; those reads are subtracted.
-        seen = next(self._ok) - self._ok_reads
-        self._ok_reads += 1
+    def value(self) -> int:
+        seen = next(self.ok) - self.reads
+        self.reads += 1
         return seen
 
+
+class _CountOutcomes(OutcomeWindow, _Counted):
+    # Every outcome has a position: the successes and failures before it. Successes
+    # are only counted; failures and slow calls keep their positions, so the last
+    # ``size`` positions say what is in the window.
+    __slots__ = ("_failed", "_failures", "_size", "_slow")
+
+    def __init__(self, size: int) -> None:
+        _Counted.__init__(self)
+        self._size = size
+        self._failures = 0
+        self._failed: deque[int] = deque()
+        self._slow: deque[int] = deque()
+
+    def counter(self) -> tuple[float, itertools.count[int]]:
+        return INF, self.ok
+
+    def add(self, failed: bool, slow: bool) -> None:
+        position = self.value() + self._failures
+        if failed:
+            self._failures += 1
+            self._failed.append(position)
+        else:
+            next(self.ok)
+        if slow:
+            self._slow.append(position)
+
     def totals(self) -> tuple[int, int, int]:
-        buf = self._buf
-        both = buf.count(3)
-        return (
-            self._size - buf.count(_EMPTY),
-            buf.count(1) + both,
-            buf.count(2) + both,
-        )
+        seen = self.value() + self._failures
+        oldest = seen - self._size
+        for positions in (self._failed, self._slow):
+            while positions and positions[0] < oldest:
+                positions.popleft()
+        return min(seen, self._size), len(self._failed), len(self._slow)
+
+    def successes_ever(self) -> int:
+        return self.value()
 
     def same_shape(self, spec: float | CountWindow) -> bool:
         return isinstance(spec, CountWindow) and spec.size == self._size
 
 
-class _Bucket:
-    __slots__ = ("end", "failures", "ok", "ok_reads", "slow")
+class _Bucket(_Counted):
+    __slots__ = ("end", "failures", "slow")
 
     def __init__(self, end: float) -> None:
+        super().__init__()
         self.end = end
-        self.ok = itertools.count()  # successes, counted lock-free
-        self.ok_reads = 0  # reading ``ok`` is a next() too; these are subtracted
         self.failures = 0
         self.slow = 0
-
-    def successes(self) -> int:
-        seen = next(self.ok) - self.ok_reads
-        self.ok_reads += 1
-        return seen
 
 
 class TimeWindow(OutcomeWindow):
@@ -130,14 +144,11 @@ class TimeWindow(OutcomeWindow):
         self._now = now
         self._buckets: list[_Bucket] = []
         self._aged_ok = 0  # successes of buckets already dropped
-        self._cur = _Bucket(-float("inf"))  # already over: the first outcome rotates
+        self._cur = _Bucket(-INF)  # already over: the first outcome rotates
 
-    def success(self) -> bool:
+    def counter(self) -> tuple[float, itertools.count[int]]:
         cur = self._cur
-        if self._now() < cur.end:
-            next(cur.ok)
-            return True
-        return False
+        return cur.end, cur.ok
 
     def _current(self) -> _Bucket:
         now = self._now()
@@ -152,7 +163,7 @@ class TimeWindow(OutcomeWindow):
             if bucket.end > end - self.seconds:
                 kept.append(bucket)
             else:
-                self._aged_ok += bucket.successes()
+                self._aged_ok += bucket.value()
         kept.append(cur)
         self._buckets = kept
         self._cur = cur
@@ -171,14 +182,14 @@ class TimeWindow(OutcomeWindow):
         self._current()  # drop buckets that aged out
         calls = failures = slow = 0
         for bucket in self._buckets:
-            calls += bucket.successes() + bucket.failures
+            calls += bucket.value() + bucket.failures
             failures += bucket.failures
             slow += bucket.slow
         return calls, failures, slow
 
     def successes_ever(self) -> int:
         self._current()
-        return self._aged_ok + sum(bucket.successes() for bucket in self._buckets)
+        return self._aged_ok + sum(bucket.value() for bucket in self._buckets)
 
     def same_shape(self, spec: float | CountWindow) -> bool:
         return not isinstance(spec, CountWindow) and spec == self.seconds
@@ -187,10 +198,13 @@ class TimeWindow(OutcomeWindow):
 class NullWindow(OutcomeWindow):
     """Counts nothing: the window of a disabled breaker."""
 
-    __slots__ = ()
+    __slots__ = ("_void",)
 
-    def success(self) -> bool:
-        return True
+    def __init__(self) -> None:
+        self._void = itertools.count()
+
+    def counter(self) -> tuple[float, itertools.count[int]]:
+        return INF, self._void
 
     def add(self, failed: bool, slow: bool) -> None:
         pass
