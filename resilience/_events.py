@@ -39,6 +39,9 @@ class Event:
       gave up, None in async code), ``abandoned_finished`` (an abandoned sync call
       ended: ``duration`` = how long it ran, ``exception`` = what it raised, if anything,
       ``abandoned`` = the count after it).
+    - token_bucket: ``acquired`` (``delay`` waited, 0.0 when tokens were free),
+      ``rejected`` (``retry_after``), ``cancelled`` (a waiter gave its reservation back;
+      ``delay`` it had reserved).
     - fallback: ``fallback`` (the substitute was used; ``exception`` is the call's
       exception, or None when a result triggered it).
     """

@@ -12,8 +12,9 @@ from typing import Protocol, runtime_checkable
 
 from ._breaker_core import BreakerMetrics, BreakerSettings, Permit, TransitionCallback
 from ._clock import Clock
+from ._ratelimit_core import Decision, LimiterSettings, Reservation, Take
 
-__all__ = ["BreakerBackend", "BreakerStore"]
+__all__ = ["BreakerBackend", "BreakerStore", "LimiterBackend", "LimiterStore"]
 
 
 class BreakerBackend(Protocol):
@@ -69,3 +70,59 @@ class BreakerStore(Protocol):
         clock: Clock,
         notify: TransitionCallback,
     ) -> BreakerBackend: ...
+
+
+class LimiterBackend(Protocol):
+    """One token bucket's state, wherever it lives.
+
+    Every request for tokens is one call, which decides from the backend's own clock
+    (a shared store: the server's) and answers with a :data:`Decision`: ``None``
+    (granted now), a :class:`Reservation` (granted ``delay`` seconds from now, at most
+    ``max_wait``; the tokens are taken and later requests queue behind it), or a float
+    (refused, nothing taken: the seconds until ``cost`` tokens would be free).
+    """
+
+    #: True when the sync methods never block on I/O, so async callers may use them
+    #: directly instead of awaiting the ``a``-prefixed twins.
+    nonblocking: bool
+    #: The bucket's shape; ``configure`` replaces it.
+    settings: LimiterSettings
+
+    def acquire(self, cost: float, max_wait: float) -> Decision:
+        """Take ``cost`` tokens now, or reserve them if free within ``max_wait`` seconds
+        (``math.inf``: however long), or refuse."""
+        ...
+
+    def taker(self, cost: float, max_wait: float) -> Take:
+        """``acquire`` with these arguments as defaults: the policy calls the result with
+        no arguments on every call, so make it cheap (a local backend: one frame)."""
+        ...
+
+    def cancel(self, reservation: Reservation) -> None:
+        """The holder of ``reservation`` gave up before its slot: give its tokens back,
+        without ever letting later grants exceed the bucket's bound."""
+        ...
+
+    def available(self) -> float:
+        """Tokens free now (fractional; negative while reserved tokens refill)."""
+        ...
+
+    def configure(self, settings: LimiterSettings) -> None:
+        """Apply a new shape, keeping the tokens now free (capped by the new burst)."""
+        ...
+
+    async def aacquire(self, cost: float, max_wait: float) -> Decision:
+        """``acquire`` without blocking the event loop. If cancelled, it must not leave a
+        reservation behind."""
+        ...
+
+    async def acancel(self, reservation: Reservation) -> None: ...
+
+
+@runtime_checkable
+class LimiterStore(Protocol):
+    """Something that can hold token-bucket state (``store=`` of TokenBucket)."""
+
+    def token_bucket(
+        self, key: str | None, settings: LimiterSettings, clock: Clock
+    ) -> LimiterBackend: ...

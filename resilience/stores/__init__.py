@@ -1,14 +1,16 @@
 """Where policies keep their state: in memory (default) or shared (``stores.redis``).
 
 Store authors implement :class:`BreakerStore`, which hands out a
-:class:`BreakerBackend` per breaker; the other names here are the types that cross
-that boundary.
+:class:`BreakerBackend` per breaker, and :class:`LimiterStore`, which hands out a
+:class:`LimiterBackend` per token bucket; the other names here are the types that
+cross those boundaries.
 """
 
 from __future__ import annotations
 
 from .._breaker_core import BreakerMetrics, BreakerSettings, Permit, TransitionCallback
-from .._store import BreakerBackend, BreakerStore
+from .._ratelimit_core import Decision, LimiterSettings, Reservation, Take
+from .._store import BreakerBackend, BreakerStore, LimiterBackend, LimiterStore
 from .memory import MemoryStore
 
 __all__ = [
@@ -16,7 +18,13 @@ __all__ = [
     "BreakerMetrics",
     "BreakerSettings",
     "BreakerStore",
+    "Decision",
+    "LimiterBackend",
+    "LimiterSettings",
+    "LimiterStore",
     "MemoryStore",
     "Permit",
+    "Reservation",
+    "Take",
     "TransitionCallback",
 ]
