@@ -42,6 +42,11 @@ class Event:
     - token_bucket: ``acquired`` (``delay`` waited, 0.0 when tokens were free),
       ``rejected`` (``retry_after``), ``cancelled`` (a waiter gave its reservation back;
       ``delay`` it had reserved).
+    - bulkhead: ``queued`` (no free slot; joined the queue), ``acquired`` (``duration``
+      waited in the queue, 0.0 when a slot was free), ``rejected`` (BulkheadFull;
+      ``duration`` waited, None when rejected at once), ``cancelled`` (left the queue;
+      ``duration`` waited, ``exception`` the cancellation), ``released`` (``duration``
+      the slot was held, ``exception`` what the call raised, if anything).
     - fallback: ``fallback`` (the substitute was used; ``exception`` is the call's
       exception, or None when a result triggered it).
     """
