@@ -34,7 +34,7 @@ from ._validation import (
     check_predicate,
 )
 from ._windows import INF, CountWindow
-from .errors import CircuitOpen
+from .errors import CircuitOpen, ResilienceError
 
 __all__ = ["CircuitBreaker"]
 
@@ -172,8 +172,14 @@ class CircuitBreaker(Policy):
         return failed, slow_after is not None and duration >= slow_after, duration
 
     def _judge_exception(self, exc: BaseException, start: float | None) -> _Verdict:
-        if not isinstance(exc, Exception) or judge("ignore", self._ignore, exc, False):
-            return self._judge(None, start)  # cancelled, interrupted or ignored
+        if (
+            not isinstance(exc, Exception)
+            # A refusal by a policy inside this breaker (a limiter, a bulkhead, another
+            # breaker) says nothing about the dependency: neither success nor failure.
+            or (isinstance(exc, ResilienceError) and exc._refusal)
+            or judge("ignore", self._ignore, exc, False)
+        ):
+            return self._judge(None, start)  # cancelled, interrupted, refused or ignored
         return self._judge(judge("failure_on", self._failure_on, exc, True), start)
 
     def _judge_result(self, result: Any, start: float | None) -> _Verdict:

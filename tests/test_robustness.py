@@ -132,3 +132,27 @@ def test_consecutive_failures_are_exact_with_lock_free_successes(clock: FakeCloc
         assert breaker.metrics().consecutive_failures == expected
     breaker.call(lambda: None)
     assert breaker.metrics().consecutive_failures == 0
+
+
+def test_refusals_inside_the_breaker_are_no_evidence(clock: FakeClock) -> None:
+    """A limiter or bulkhead inside the breaker refusing calls must not open it: the
+    dependency did not fail. A timeout inside it does count."""
+    from resilience import RateLimited, Timeout, TimeoutExceeded, TokenBucket
+
+    breaker = CircuitBreaker(minimum_calls=2, clock=clock)
+    limiter = TokenBucket(1, burst=1, clock=clock)
+    guarded = Pipeline(breaker, limiter)
+    guarded.call(lambda: 1)
+    for _ in range(5):
+        with pytest.raises(RateLimited):
+            guarded.call(lambda: 1)
+    assert breaker.state == "closed"
+    assert breaker.metrics().calls == 1
+
+    def slow() -> None:
+        threading.Event().wait(0.2)
+
+    timed = Pipeline(breaker, Timeout(0.01))
+    with pytest.raises(TimeoutExceeded):
+        timed.call(slow)
+    assert breaker.state == "open"  # 1 success + 1 timeout: 50% of the 2 minimum calls
