@@ -45,6 +45,11 @@ VERSIONED = (
     "stamina",
     "backoff",
     "wrapt",
+    "anyio",
+    "limits",
+    "pyrate-limiter",  # imported as pyrate_limiter
+    "aiolimiter",
+    "hyx",  # optional: "not installed" if absent (its benchmark row is then skipped)
     "pytest-benchmark",
 )
 
@@ -190,6 +195,7 @@ def run_case(
         benchmark.group = case.group
         benchmark.extra_info.update(
             group=case.group,
+            id=case.id,
             case=case.label,
             role=case.role,
             primary=case.primary,

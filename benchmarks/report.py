@@ -9,8 +9,9 @@ Usage::
 
 Per case: the median time per call (the median round, divided by the calls in a round),
 the overhead over the group's bare call, and that overhead divided by the reference
-overhead of the group (the fastest peer's; for the decorator groups, our decorator's).
-Then each performance target is checked and printed as PASS or MISS.
+overhead of the group (the fastest peer's, or peer stack's for pipelines; for the
+decorator groups, our decorator's). Then each performance target is checked and printed
+as PASS or MISS (or NO DATA when its rows were not measured in the run).
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ GROUPS = [
     Group("breaker-async", "Closed circuit breaker, async", "peer", "÷ fastest peer"),
     Group("retry-sync", "Retry, first attempt succeeds, sync", "peer", "÷ fastest peer"),
     Group("retry-async", "Retry, first attempt succeeds, async", "peer", "÷ fastest peer"),
+    Group("limiter-sync", "Token bucket with free tokens, sync", "peer", "÷ fastest peer"),
+    Group("limiter-async", "Token bucket with free tokens, async", "peer", "÷ fastest peer"),
+    Group("bulkhead-sync", "Bulkhead with a free slot, sync", "peer", "÷ fastest peer"),
+    Group("bulkhead-async", "Bulkhead with a free slot, async", "peer", "÷ fastest peer"),
+    Group("timeout-sync", "Timeout not hit, sync (worker thread)", "peer", "÷ fastest peer"),
+    Group("timeout-async", "Timeout not hit, async", "peer", "÷ fastest peer"),
     Group(
         "pipeline-sync",
         "`Pipeline(Retry(), CircuitBreaker())`, sync",
@@ -53,6 +60,24 @@ GROUPS = [
     Group(
         "pipeline-async",
         "`Pipeline(Retry(), CircuitBreaker())`, async",
+        "peer-stack",
+        "÷ fastest peer stack",
+    ),
+    Group(
+        "full-pipeline-sync",
+        "`Pipeline(Fallback, Retry, CircuitBreaker, TokenBucket, Bulkhead)`, sync",
+        "peer-stack",
+        "÷ fastest peer stack",
+    ),
+    Group(
+        "full-pipeline-async",
+        "`Pipeline(Fallback, Retry, CircuitBreaker, TokenBucket, Bulkhead)`, async",
+        "peer-stack",
+        "÷ fastest peer stack",
+    ),
+    Group(
+        "full-pipeline-timeout-async",
+        "`Pipeline(Fallback, Retry, CircuitBreaker, TokenBucket, Bulkhead, Timeout)`, async",
         "peer-stack",
         "÷ fastest peer stack",
     ),
@@ -66,14 +91,39 @@ NOT_AVAILABLE = {
     "pipeline-async": [("tenacity over pybreaker", "pybreaker has no asyncio support")],
 }
 
+#: Rows that only some environments can measure: shown as n/a (with the reason) only
+#: when the run has no row with that label.
+OPTIONAL = {
+    "limiter-async": [("hyx `@tokenbucket(...)`", "hyx is not installed (optional peer)")],
+    "timeout-async": [
+        ("asyncio `async with timeout(1.0): await af(x)`", "needs Python 3.11 or later")
+    ],
+}
+
 
 @dataclass(frozen=True)
 class Target:
+    """A performance target, checked on our primary (decorated) row of ``group``.
+
+    ``kind`` is one of
+
+    - ``"overhead"``: our overhead <= ``limit`` x the fastest peer decorator's overhead
+      (in ``reference_group``);
+    - ``"time"``: our time per call < the fastest peer decorator's time per call (in
+      ``reference_group``); ``limit`` is unused;
+    - ``"time-ratio"``: our time per call <= ``limit`` x the time per call of the case
+      ``reference_case`` (a case id of ``reference_group``);
+    - ``"time-ns"``: our time per call <= ``limit`` nanoseconds;
+    - ``"overhead-ns"``: our overhead (time per call minus the group's bare call)
+      <= ``limit`` nanoseconds.
+    """
+
     title: str
     group: str  # where our primary row is
-    reference_group: str  # where the reference (fastest peer) is
-    kind: str  # "overhead": our overhead <= limit x peer's; "time": our time < peer's
+    reference_group: str  # where the reference is (unused by the absolute kinds)
+    kind: str
     limit: float = 1.0
+    reference_case: str | None = None  # for "time-ratio": the id of the reference case
 
 
 TARGETS = [
@@ -85,12 +135,52 @@ TARGETS = [
     Target(
         "Retry + breaker pipeline time per call, async", "pipeline-async", "breaker-async", "time"
     ),
+    Target(
+        "Token bucket admit (free tokens), sync: overhead over the bare call "
+        "(time per admitted call minus bare call)",
+        "limiter-sync",
+        "limiter-sync",
+        "overhead-ns",
+        450,
+    ),
+    Target(
+        "Token bucket admit (free tokens), async: overhead over the bare call "
+        "(time per admitted call minus bare call)",
+        "limiter-async",
+        "limiter-async",
+        "overhead-ns",
+        450,
+    ),
+    Target(
+        "Bulkhead with a free slot, async: time per call",
+        "bulkhead-async",
+        "bulkhead-async",
+        "time-ns",
+        1000,
+    ),
+    Target(
+        "Timeout not hit, async: time per call against `anyio.fail_after`",
+        "timeout-async",
+        "timeout-async",
+        "time-ratio",
+        1.1,
+        reference_case="anyio-fail-after",
+    ),
+    Target(
+        "Recommended pipeline without Timeout (Fallback, Retry, CircuitBreaker, TokenBucket, "
+        "Bulkhead), sync: time per call",
+        "full-pipeline-sync",
+        "full-pipeline-sync",
+        "time-ns",
+        1500,
+    ),
 ]
 
 
 @dataclass
 class Row:
     group: str
+    id: str  # the case id within its group ("ours", "anyio-fail-after"...)
     label: str
     role: str
     primary: bool
@@ -112,9 +202,13 @@ def load_rows(data: dict[str, Any]) -> dict[str, list[Row]]:
         stats = bench["stats"]
         # pedantic(iterations=1): each round is one batch; stats are seconds per round.
         per_call = 1e9 / (batch * stats.get("iterations", 1))
+        # Older runs did not store the id: it is also the end of the test's parameter id
+        # ("group:id").
+        case_id = info.get("id") or str(bench.get("param") or "").partition(":")[2]
         groups.setdefault(info["group"], []).append(
             Row(
                 group=info["group"],
+                id=case_id,
                 label=info["case"],
                 role=info["role"],
                 primary=bool(info.get("primary")),
@@ -154,6 +248,19 @@ def fmt_ns(value: float | None) -> str:
 
 def fmt_ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}{TIMES}"
+
+
+def fmt_against(value: float, limit: float, fmt: str) -> tuple[str, str]:
+    """``value`` and ``limit`` formatted alike (``fmt`` is ``"ns"`` or ``"ratio"``), with
+    as many more decimals as it takes (up to 3 more) for a value that differs from the
+    limit not to print as the limit, so that a verdict on a near miss reads right."""
+    first = 0 if fmt == "ns" else 2
+    unit = "" if fmt == "ns" else TIMES
+    for digits in range(first, first + 4):
+        a, b = f"{value:,.{digits}f}{unit}", f"{limit:,.{digits}f}{unit}"
+        if a != b:
+            break
+    return a, b
 
 
 # -- machine facts --------------------------------------------------------------------
@@ -228,7 +335,9 @@ def group_table(group: Group, rows: list[Row]) -> list[str]:
             f"| {label} | {fmt_ns(row.ns)} | {fmt_ns(row.iqr)} | {fmt_ns(row.overhead)} "
             f"| {fmt_ratio(ratio(row.overhead, ref_overhead))} |"
         )
-    for label, why in NOT_AVAILABLE.get(group.id, []):
+    labels = {row.label for row in rows}
+    missing = [(label, why) for label, why in OPTIONAL.get(group.id, []) if label not in labels]
+    for label, why in [*NOT_AVAILABLE.get(group.id, []), *missing]:
         lines.append(f"| {label} | n/a: {why} | | | |")
     lines.append("")
     return lines
@@ -242,13 +351,17 @@ class Verdict:
 
 
 def check(target: Target, groups: dict[str, list[Row]]) -> Verdict:
-    """Check one target like for like: our decorated form against the fastest peer
-    *decorator* (the form the issue's reference numbers were measured in).
+    """Check one target on our primary (decorated) row; see :class:`Target`.
 
-    The fastest peer in any form (some peers' ``.call`` skips their own decorator's
-    wrapper) is added to the text as context; it does not change the verdict.
+    The peer-relative kinds ``overhead`` and ``time`` compare like for like: our
+    decorated form against the fastest peer *decorator* (the form the issue's reference
+    numbers were measured in). The fastest peer in any form (some peers' ``.call`` skips
+    their own decorator's wrapper) is added to the text as context; it does not change
+    the verdict.
     """
     ours = next((r for r in groups.get(target.group, []) if r.primary), None)
+    if target.kind in ("time-ns", "overhead-ns", "time-ratio"):
+        return check_other(target, ours, groups)
     peers = groups.get(target.reference_group, [])
     peer = fastest(peers, "peer", form="decorated")
     if ours is None or peer is None or ours.overhead is None or peer.overhead is None:
@@ -257,9 +370,13 @@ def check(target: Target, groups: dict[str, list[Row]]) -> Verdict:
     if target.kind == "overhead":
         value = ratio(ours.overhead, peer.overhead)
         ok = value is not None and value <= target.limit
+        if value is None:
+            shown, limit = fmt_ratio(value), fmt_ratio(target.limit)
+        else:
+            shown, limit = fmt_against(value, target.limit, "ratio")
         text = (
             f"{fmt_ns(ours.overhead)} ns vs {fmt_ns(peer.overhead)} ns "
-            f"({peer.label}) = {fmt_ratio(value)}; limit {target.limit:.2f}{TIMES}"
+            f"({peer.label}) = {shown}; limit {limit}"
         )
         if any_form is not None and any_form is not peer:
             text += (
@@ -275,6 +392,44 @@ def check(target: Target, groups: dict[str, list[Row]]) -> Verdict:
     if any_form is not None and any_form is not peer:
         text += f" (vs {any_form.label} alone: {fmt_ratio(ours.ns / any_form.ns)})"
     return Verdict(target, ok, text)
+
+
+def check_other(target: Target, ours: Row | None, groups: dict[str, list[Row]]) -> Verdict:
+    """The kinds against a fixed number or a named reference case."""
+    if ours is None:
+        return Verdict(target, None, "not measured in this run")
+    if target.kind == "time-ns":
+        ok = ours.ns <= target.limit
+        shown, limit = fmt_against(ours.ns, target.limit, "ns")
+        text = f"{shown} ns per call ({ours.label}); limit {limit} ns"
+        return Verdict(target, ok, text)
+    if target.kind == "overhead-ns":
+        if ours.overhead is None:
+            return Verdict(target, None, "no bare call in this run")
+        base = ours.ns - ours.overhead
+        ok = ours.overhead <= target.limit
+        shown, limit = fmt_against(ours.overhead, target.limit, "ns")
+        text = (
+            f"{fmt_ns(ours.ns)} ns per call ({ours.label}) - {fmt_ns(base)} ns bare call "
+            f"= {shown} ns; limit {limit} ns"
+        )
+        return Verdict(target, ok, text)
+    if target.kind == "time-ratio":
+        reference = next(
+            (r for r in groups.get(target.reference_group, []) if r.id == target.reference_case),
+            None,
+        )
+        if reference is None:
+            return Verdict(target, None, f"no {target.reference_case!r} case in this run")
+        value = ours.ns / reference.ns
+        ok = value <= target.limit
+        shown, limit = fmt_against(value, target.limit, "ratio")
+        text = (
+            f"{fmt_ns(ours.ns)} ns per call vs {fmt_ns(reference.ns)} ns for {reference.label} "
+            f"= {shown}; limit {limit}"
+        )
+        return Verdict(target, ok, text)
+    raise ValueError(f"{target.title}: unknown target kind {target.kind!r}")
 
 
 def verdict_word(verdict: Verdict) -> str:
