@@ -279,7 +279,8 @@ class CircuitBreaker(Policy):
         now = self._clock.monotonic
         judge_exception, judge_result = self._judge_exception, self._judge_result
         finish, afinish, rejected = self._finish, self._afinish, self._rejected
-        fast = self._fast
+        # Async code may only take the lock-free path when the backend never blocks.
+        fast = self._fast if nonblocking else [False]
 
         async def run(*args: Any, **kwargs: Any) -> Any:
             permit = backend.standing
@@ -298,7 +299,7 @@ class CircuitBreaker(Policy):
                 else:
                     await afinish(permit, verdict, exc)
                 raise
-            if plain and nonblocking:
+            if plain:
                 ok_until = permit.ok_until
                 if ok_until is INF or now() < ok_until:
                     next(permit.ok)  # type: ignore[arg-type]
