@@ -25,7 +25,7 @@ import anyio
 
 from ._bulkhead_core import BulkheadCore, Waiter
 from ._clock import Clock
-from ._events import GLOBAL_LISTENERS, Event, emit
+from ._events import GLOBAL_LISTENERS
 from ._policy import AsyncRunner, Policy, Runner
 from ._validation import check_duration, check_positive_int
 from .errors import BulkheadFull
@@ -225,17 +225,7 @@ class Bulkhead(Policy):
     def _emit(
         self, type: str, duration: float | None = None, exception: BaseException | None = None
     ) -> None:
-        emit(
-            self._listeners,
-            Event(
-                self.kind,
-                self.name,
-                type,
-                self._clock.monotonic(),
-                duration=duration,
-                exception=exception,
-            ),
-        )
+        self._emit_event(type, duration=duration, exception=exception)
 
     def _rejected(self, waited: float | None) -> BulkheadFull:
         if GLOBAL_LISTENERS or self._listeners:

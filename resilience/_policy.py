@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeAlias, TypeVar, 
 import wrapt
 
 from ._clock import SYSTEM_CLOCK, Clock
-from ._events import WATCHERS, Listener, _subscribe
+from ._events import WATCHERS, Event, Listener, _subscribe, emit
 from ._validation import check_name
 
 __all__ = ["AsyncRunner", "Policy", "Runner"]
@@ -130,6 +130,13 @@ class Policy:
 
     def _listeners_changed(self) -> None:
         """Global or own listeners came or went (hook for policies caching a flag)."""
+
+    def _emit_event(self, type_: str, **fields: Any) -> None:
+        """Build this policy's event and deliver it; call only when someone listens."""
+        emit(
+            self._listeners,
+            Event(self.kind, self.name, type_, self._clock.monotonic(), **fields),
+        )
 
     @overload
     def __call__(self, fn: classmethod[T, ..., R]) -> classmethod[T, ..., R]: ...

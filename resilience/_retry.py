@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 from ._backoff import Backoff, Exponential
 from ._classify import judge
 from ._clock import Clock
-from ._events import GLOBAL_LISTENERS, Event, emit
+from ._events import GLOBAL_LISTENERS
 from ._policy import AsyncRunner, Policy, Runner
 from ._validation import (
     check_duration,
@@ -174,18 +174,7 @@ class Retry(Policy):
         delay: float | None = None,
         exception: BaseException | None = None,
     ) -> None:
-        emit(
-            self._listeners,
-            Event(
-                self.kind,
-                self.name,
-                type_,
-                self._clock.monotonic(),
-                attempt=attempt,
-                delay=delay,
-                exception=exception,
-            ),
-        )
+        self._emit_event(type_, attempt=attempt, delay=delay, exception=exception)
 
     def _begin(self) -> float:
         """Per-call bookkeeping before the first attempt; returns its start time."""

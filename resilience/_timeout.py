@@ -21,7 +21,7 @@ from typing import Any
 
 from ._clock import Clock
 from ._deadline import CURRENT, current_backend, limit, remaining, worker_context
-from ._events import GLOBAL_LISTENERS, Event, emit
+from ._events import GLOBAL_LISTENERS
 from ._policy import AsyncRunner, Policy, Runner
 from ._validation import check_duration
 from .errors import TimeoutExceeded
@@ -80,18 +80,7 @@ class Timeout(Policy):
         exception: BaseException | None,
         abandoned: int | None,
     ) -> None:
-        emit(
-            self._listeners,
-            Event(
-                self.kind,
-                self.name,
-                type_,
-                self._clock.monotonic(),
-                duration=duration,
-                exception=exception,
-                abandoned=abandoned,
-            ),
-        )
+        self._emit_event(type_, duration=duration, exception=exception, abandoned=abandoned)
 
     def _timed_out(self, limit: float, abandoned: int | None = None) -> TimeoutExceeded:
         exc = TimeoutExceeded(self.name, max(limit, 0.0))

@@ -12,6 +12,7 @@ import pytest
 
 import resilience
 import resilience._breaker
+import resilience._policy
 import resilience._retry
 from resilience import CircuitBreaker, CircuitOpen, Constant, Event, Pipeline, Retry
 from resilience.testing import FakeClock
@@ -456,7 +457,7 @@ def constructed(monkeypatch: pytest.MonkeyPatch) -> list[Event]:
         return event
 
     monkeypatch.setattr(resilience._breaker, "Event", counting_event)
-    monkeypatch.setattr(resilience._retry, "Event", counting_event)
+    monkeypatch.setattr(resilience._policy, "Event", counting_event)  # Policy._emit_event
     return made
 
 
