@@ -439,14 +439,18 @@ class Bulkhead(Policy):
     def _unmatched(self) -> RuntimeError:
         return RuntimeError(f"{self!r}: __exit__ without a matching __enter__")
 
-    def __enter__(self) -> Bulkhead:
-        fast = self._core.try_acquire()
-        if not fast:
-            self._acquire()
+    def _entered(self, fast: bool) -> Bulkhead:
+        """Bookkeeping once a ``with`` block holds its slot (sync and async alike)."""
         self._blocks.append(None)
         if GLOBAL_LISTENERS or self._listeners or self._held.get():
             self._push_held(fast)
         return self
+
+    def __enter__(self) -> Bulkhead:
+        fast = self._core.try_acquire()
+        if not fast:
+            self._acquire()
+        return self._entered(fast)
 
     def __exit__(
         self,
@@ -467,10 +471,7 @@ class Bulkhead(Policy):
         fast = self._core.try_acquire()
         if not fast:
             await self._aacquire()
-        self._blocks.append(None)
-        if GLOBAL_LISTENERS or self._listeners or self._held.get():
-            self._push_held(fast)
-        return self
+        return self._entered(fast)
 
     async def __aexit__(
         self,
@@ -478,11 +479,5 @@ class Bulkhead(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            self._blocks.pop()
-        except IndexError:
-            raise self._unmatched() from None
-        if GLOBAL_LISTENERS or self._listeners or self._held.get():
-            self._pop_held(exc)
-        else:
-            self._core.release()
+        # Releasing never waits, so leaving an async block is leaving a sync one.
+        self.__exit__(exc_type, exc, tb)
