@@ -316,7 +316,7 @@ class Bulkhead(Policy):
 
     def _sync_runner(self, inner: Runner) -> Runner:
         core = self._core
-        waiters, take, give, hand_off = core.waiters, core.free.pop, core.free.append, core.hand_off
+        release = core.release
         acquire, try_acquire, started, leave = (
             self._acquire,
             core.try_acquire,
@@ -342,28 +342,18 @@ class Bulkhead(Policy):
             if GLOBAL_LISTENERS or listeners:
                 return observed(args, kwargs)
             # Lock-free when a slot is free and nobody waits (see _bulkhead_core).
-            if waiters:
-                slow = True
-            else:
-                try:
-                    take()
-                    slow = False
-                except IndexError:
-                    slow = True
-            if slow:
+            if not try_acquire():
                 acquire()
             try:
                 return inner(*args, **kwargs)
             finally:
-                give(None)
-                if waiters:
-                    hand_off()
+                release()
 
         return run
 
     def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
         core = self._core
-        waiters, take, give, hand_off = core.waiters, core.free.pop, core.free.append, core.hand_off
+        release = core.release
         aacquire, try_acquire, started, leave = (
             self._aacquire,
             core.try_acquire,
@@ -388,23 +378,12 @@ class Bulkhead(Policy):
         async def run(*args: Any, **kwargs: Any) -> Any:
             if GLOBAL_LISTENERS or listeners:
                 return await observed(args, kwargs)
-            if waiters:
-                slow = True
-            else:
-                try:
-                    take()
-                    slow = False
-                except IndexError:
-                    slow = True
-            if slow:
+            if not try_acquire():
                 await aacquire()
             try:
                 return await inner(*args, **kwargs)
             finally:
-                # Releasing never awaits: a cancelled call frees its slot right here.
-                give(None)
-                if waiters:
-                    hand_off()
+                release()  # never awaits: a cancelled call frees its slot right here
 
         return run
 
