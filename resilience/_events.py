@@ -49,6 +49,10 @@ class Event:
       the slot was held, ``exception`` what the call raised, if anything).
     - fallback: ``fallback`` (the substitute was used; ``exception`` is the call's
       exception, or None when a result triggered it).
+
+    ``host`` (scheme://host:port), ``method`` and ``status`` are set on the events of
+    calls made through the HTTP integrations (``resilience.http``), so listeners can
+    label what they record by host.
     """
 
     kind: str
@@ -63,6 +67,9 @@ class Event:
     to_state: str | None = None
     exception: BaseException | None = None
     abandoned: int | None = None
+    host: str | None = None
+    method: str | None = None
+    status: int | None = None
 
 
 Listener: TypeAlias = Callable[[Event], object]

@@ -313,6 +313,9 @@ EVENT_FIELDS = [
     "to_state",
     "exception",
     "abandoned",
+    "host",
+    "method",
+    "status",
 ]
 
 
