@@ -53,6 +53,12 @@ class Event:
     ``host`` (scheme://host:port), ``method`` and ``status`` are set on the events of
     calls made through the HTTP integrations (``resilience.http``), so listeners can
     label what they record by host.
+
+    ``shadow`` is True on every event of a policy in shadow mode (``mode="metrics_only"``):
+    its ``rejected`` events are calls it would have rejected and let through, its
+    ``state_change`` events transitions of the state it would be in. ``limit`` (the
+    concurrency limit of an ``adaptive_concurrency``) and ``probability`` (the rejection
+    probability of an ``adaptive_throttle``) are set by the adaptive policies.
     """
 
     kind: str
@@ -70,6 +76,9 @@ class Event:
     host: str | None = None
     method: str | None = None
     status: int | None = None
+    shadow: bool = False
+    limit: int | None = None
+    probability: float | None = None
 
 
 Listener: TypeAlias = Callable[[Event], object]
