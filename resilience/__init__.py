@@ -8,6 +8,7 @@ from ._breaker import CircuitBreaker
 from ._breaker_core import BreakerMetrics
 from ._budget import RetryBudget
 from ._bulkhead import Bulkhead
+from ._chaos import Chaos
 from ._clock import Clock, SystemClock
 from ._events import Event, listen
 from ._fallback import Fallback
@@ -33,6 +34,7 @@ __all__ = [
     "BreakerMetrics",
     "Bulkhead",
     "BulkheadFull",
+    "Chaos",
     "CircuitBreaker",
     "CircuitOpen",
     "Clock",
