@@ -49,6 +49,9 @@ class Event:
       the slot was held, ``exception`` what the call raised, if anything).
     - fallback: ``fallback`` (the substitute was used; ``exception`` is the call's
       exception, or None when a result triggered it).
+    - store (a shared store, ``name`` = its prefix): ``unavailable`` (it stopped asking
+      Redis after failed calls in a row; ``exception`` = the last failure),
+      ``recovered`` (it uses Redis again; ``duration`` = seconds cut off).
 
     ``host`` (scheme://host:port), ``method`` and ``status`` are set on the events of
     calls made through the HTTP integrations (``resilience.http``), so listeners can
