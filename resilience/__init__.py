@@ -18,6 +18,7 @@ from ._ratelimit import TokenBucket
 from ._retry import Attempt, Retry
 from ._timeout import Timeout, remaining
 from ._windows import CountWindow
+from .config import Registry
 from .errors import (
     BulkheadFull,
     CircuitOpen,
@@ -48,6 +49,7 @@ __all__ = [
     "Pipeline",
     "Policy",
     "RateLimited",
+    "Registry",
     "ResilienceError",
     "Retry",
     "RetryBudget",
