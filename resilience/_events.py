@@ -49,10 +49,19 @@ class Event:
       the slot was held, ``exception`` what the call raised, if anything).
     - fallback: ``fallback`` (the substitute was used; ``exception`` is the call's
       exception, or None when a result triggered it).
+    - store (a shared store, ``name`` = its prefix): ``unavailable`` (it stopped asking
+      Redis after failed calls in a row; ``exception`` = the last failure),
+      ``recovered`` (it uses Redis again; ``duration`` = seconds cut off).
 
     ``host`` (scheme://host:port), ``method`` and ``status`` are set on the events of
     calls made through the HTTP integrations (``resilience.http``), so listeners can
     label what they record by host.
+
+    ``shadow`` is True on every event of a policy in shadow mode (``mode="metrics_only"``):
+    its ``rejected`` events are calls it would have rejected and let through, its
+    ``state_change`` events transitions of the state it would be in. ``limit`` (the
+    concurrency limit of an ``adaptive_concurrency``) and ``probability`` (the rejection
+    probability of an ``adaptive_throttle``) are set by the adaptive policies.
     """
 
     kind: str
@@ -70,6 +79,9 @@ class Event:
     host: str | None = None
     method: str | None = None
     status: int | None = None
+    shadow: bool = False
+    limit: int | None = None
+    probability: float | None = None
 
     # Written out rather than generated: the generated __init__ of a frozen dataclass
     # sets each field through ``object.__setattr__`` (a name lookup per field), which
@@ -92,6 +104,9 @@ class Event:
         host: str | None = None,
         method: str | None = None,
         status: int | None = None,
+        shadow: bool = False,
+        limit: int | None = None,
+        probability: float | None = None,
     ) -> None:
         (
             set_kind,
@@ -109,6 +124,9 @@ class Event:
             set_host,
             set_method,
             set_status,
+            set_shadow,
+            set_limit,
+            set_probability,
         ) = _SETTERS
         set_kind(self, kind)
         set_name(self, name)
@@ -125,6 +143,9 @@ class Event:
         set_host(self, host)
         set_method(self, method)
         set_status(self, status)
+        set_shadow(self, shadow)
+        set_limit(self, limit)
+        set_probability(self, probability)
 
 
 _SETTERS: tuple[Callable[[Event, Any], None], ...] = tuple(

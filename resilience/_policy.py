@@ -81,6 +81,9 @@ class Policy:
     """
 
     kind: ClassVar[str] = "policy"
+    #: Shadow mode (``mode="metrics_only"``), for policies that have one: every event
+    #: says so.
+    _shadow: bool = False
 
     name: str | None
     _clock: Clock
@@ -162,7 +165,9 @@ class Policy:
         """Build this policy's event and deliver it; call only when someone listens."""
         emit(
             self._listeners,
-            Event(self.kind, self.name, type_, self._clock.monotonic(), **fields),
+            Event(
+                self.kind, self.name, type_, self._clock.monotonic(), shadow=self._shadow, **fields
+            ),
         )
 
     @overload

@@ -7,10 +7,11 @@ from datetime import timedelta
 
 import anyio.lowlevel
 
+from ._redis_server import RedisServer
 from ._ticker import Ticker
 from ._validation import check_duration, check_number
 
-__all__ = ["FakeClock"]
+__all__ = ["FakeClock", "RedisServer"]
 
 
 class FakeClock:
