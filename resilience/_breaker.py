@@ -21,6 +21,7 @@ from ._breaker_core import (
     BreakerSettings,
     Permit,
 )
+from ._call import CURRENT_CALL
 from ._classify import judge
 from ._clock import Clock
 from ._events import GLOBAL_LISTENERS, Event, emit
@@ -30,6 +31,7 @@ from ._validation import (
     check_duration,
     check_exception_filter,
     check_fraction,
+    check_name,
     check_positive_int,
     check_predicate,
 )
@@ -72,9 +74,12 @@ class CircuitBreaker(Policy):
         | Callable[[BaseException], bool] = (),
         failure_if: Callable[[Any], bool] | None = None,
         store: BreakerStore | None = None,
+        key: str | None = None,
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name, clock)
+        #: The name of the breaker's state in its store (the breaker's name unless given).
+        self.key: str | None = check_name(key, "key") if key is not None else self.name
         self._failure_on = check_exception_filter("failure_on", failure_on)
         self._ignore = check_exception_filter("ignore", ignore)
         self._failure_if = check_predicate("failure_if", failure_if)
@@ -98,7 +103,7 @@ class CircuitBreaker(Policy):
         if store is None:
             backend: BreakerBackend = BreakerCore(settings, self._clock, self._on_transition)
         elif isinstance(store, BreakerStore):
-            backend = store.circuit_breaker(self.name, settings, self._clock, self._on_transition)
+            backend = store.circuit_breaker(self.key, settings, self._clock, self._on_transition)
         else:
             raise TypeError(f"store must be a breaker store (or None), got {store!r}")
         self._backend = backend
@@ -180,6 +185,11 @@ class CircuitBreaker(Policy):
             or judge("ignore", self._ignore, exc, False)
         ):
             return self._judge(None, start)  # cancelled, interrupted, refused or ignored
+        call = CURRENT_CALL.get()
+        if call is not None:  # an integration classifies its own errors (an HTTP 503...)
+            verdict = call.failure(exc)
+            if verdict is not None:
+                return self._judge(verdict, start)
         return self._judge(judge("failure_on", self._failure_on, exc, True), start)
 
     def _judge_result(self, result: Any, start: float | None) -> _Verdict:

@@ -10,8 +10,10 @@ import contextlib
 import logging
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeAlias
+
+from ._call import CURRENT_CALL
 
 __all__ = ["GLOBAL_LISTENERS", "Event", "Listener", "emit", "listen"]
 
@@ -52,7 +54,8 @@ class Event:
 
     ``host`` (scheme://host:port), ``method`` and ``status`` are set on the events of
     calls made through the HTTP integrations (``resilience.http``), so listeners can
-    label what they record by host.
+    label what they record by host. ``status`` is the status of the request's latest
+    response (None before the first one arrives).
     """
 
     kind: str
@@ -117,7 +120,13 @@ def _subscribe(
 
 
 def emit(local: Sequence[Listener], event: Event) -> None:
-    """Deliver ``event``; a listener that raises is logged, never propagated to the call."""
+    """Deliver ``event``; a listener that raises is logged, never propagated to the call.
+
+    Inside a call made by an integration, the event gets the call's host, method and
+    status."""
+    call = CURRENT_CALL.get()
+    if call is not None and event.host is None:
+        event = replace(event, host=call.host, method=call.method, status=call.status)
     for listener in (*GLOBAL_LISTENERS, *local):
         try:
             listener(event)

@@ -23,7 +23,7 @@ from ._events import GLOBAL_LISTENERS, Event, emit
 from ._policy import AsyncRunner, Policy, Runner
 from ._ratelimit_core import BucketCore, Decision, LimiterSettings, Reservation
 from ._store import LimiterBackend, LimiterStore
-from ._validation import check_duration, check_number
+from ._validation import check_duration, check_name, check_number
 from .errors import RateLimited
 
 __all__ = ["TokenBucket"]
@@ -54,7 +54,7 @@ class TokenBucket(Policy):
         settings = _settings(rate, per, burst)
         self._max_wait = math.inf if max_wait is None else check_duration("max_wait", max_wait)
         #: The name of the shared state (the limiter's name unless given).
-        self.key: str | None = _check_key(key) if key is not None else self.name
+        self.key: str | None = check_name(key, "key") if key is not None else self.name
         if store is None:
             backend: LimiterBackend = BucketCore(settings, self._clock)
         elif isinstance(store, LimiterStore):
@@ -264,11 +264,3 @@ def _settings(rate: object, per: object, burst: object) -> LimiterSettings:
         if burst_value < 1:
             raise ValueError(f"burst must be at least 1 (a call takes one token), got {burst!r}")
     return LimiterSettings(rate=rate_value, per=per_value, burst=burst_value)
-
-
-def _check_key(key: object) -> str:
-    if not isinstance(key, str):
-        raise TypeError(f"key must be a str or None, got {key!r} ({type(key).__name__})")
-    if not key or key != key.strip():
-        raise ValueError(f"key must be non-empty without surrounding spaces, got {key!r}")
-    return key

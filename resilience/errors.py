@@ -22,15 +22,23 @@ class ResilienceError(Exception):
     """Base class of every error a policy raises itself.
 
     ``retry_after`` is a hint, in seconds, of when trying again could succeed, or
-    ``None`` when the policy has no such hint. A :class:`~resilience.Retry` only retries
+    ``None`` when the policy has no such hint; ``host`` names the HTTP origin of a
+    request it stopped (see ``resilience.http``). A :class:`~resilience.Retry` only retries
     a ``ResilienceError`` raised inside it when it carries a hint (``TimeoutExceeded``,
     a failed attempt rather than a refusal, is retried like any other failure).
     """
 
     retry_after: float | None = None
+    #: The origin (``scheme://host:port``) of the HTTP request the error stopped, set by
+    #: the HTTP integrations (``resilience.http``); None for other calls.
+    host: str | None = None
     #: True for errors that mean "refused without calling"; Retry gives up on these
     #: unless they carry a ``retry_after`` hint.
     _refusal = True
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text if self.host is None else f"{text} (host {self.host})"
 
 
 class CircuitOpen(ResilienceError):
