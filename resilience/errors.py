@@ -6,6 +6,8 @@ separates "a policy refused or cut the call" from "the call itself failed".
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from typing import Any
 
 __all__ = [
@@ -92,11 +94,22 @@ class BulkheadFull(ResilienceError):
         return (type(self), (self.name, self.max_concurrent, self.max_queue), self.__dict__)
 
 
-class TimeoutExceeded(ResilienceError, TimeoutError):
+if sys.version_info >= (3, 11):
+    _Timeout = TimeoutError
+else:
+
+    class _Timeout(TimeoutError, asyncio.TimeoutError):
+        """Python 3.10's asyncio.TimeoutError is not yet the built-in TimeoutError: a
+        timeout derives from both, so that ``except asyncio.TimeoutError`` (and aiohttp,
+        which re-wraps any other OSError escaping a client middleware) sees it as one."""
+
+
+class TimeoutExceeded(ResilienceError, _Timeout):
     """The call ran past the ``timeout`` seconds that the policy ``name`` allows it.
 
-    Also a :class:`TimeoutError`, so code that already handles timeouts keeps working.
-    It describes a failed attempt, not a refusal, so a Retry retries it.
+    Also a :class:`TimeoutError` (and ``asyncio.TimeoutError``), so code that already
+    handles timeouts keeps working. It describes a failed attempt, not a refusal, so a
+    Retry retries it.
     """
 
     _refusal = False
