@@ -83,6 +83,8 @@ GROUPS = [
     ),
     Group("decorator-sync", "Decorator choice, sync", "ours", "÷ our decorator"),
     Group("decorator-async", "Decorator choice, async", "ours", "÷ our decorator"),
+    Group("metrics-sync", "Listeners and metrics, sync", "ours", "÷ breaker, nobody listening"),
+    Group("metrics-async", "Listeners and metrics, async", "ours", "÷ breaker, nobody listening"),
 ]
 
 #: Rows that cannot be measured, with the reason shown in the table.

@@ -8,6 +8,7 @@ from ._breaker import CircuitBreaker
 from ._breaker_core import BreakerMetrics
 from ._budget import RetryBudget
 from ._bulkhead import Bulkhead
+from ._chaos import Chaos
 from ._clock import Clock, SystemClock
 from ._events import Event, listen
 from ._fallback import Fallback
@@ -16,6 +17,7 @@ from ._pipeline import Pipeline
 from ._policy import Policy
 from ._ratelimit import TokenBucket
 from ._retry import Attempt, Retry
+from ._throttle import AdaptiveThrottle
 from ._timeout import Timeout, remaining
 from ._windows import CountWindow
 from .errors import (
@@ -24,15 +26,18 @@ from .errors import (
     ConfigError,
     RateLimited,
     ResilienceError,
+    Throttled,
     TimeoutExceeded,
 )
 
 __all__ = [
+    "AdaptiveThrottle",
     "Attempt",
     "Backoff",
     "BreakerMetrics",
     "Bulkhead",
     "BulkheadFull",
+    "Chaos",
     "CircuitBreaker",
     "CircuitOpen",
     "Clock",
@@ -52,6 +57,7 @@ __all__ = [
     "Retry",
     "RetryBudget",
     "SystemClock",
+    "Throttled",
     "Timeout",
     "TimeoutExceeded",
     "TokenBucket",

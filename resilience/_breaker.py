@@ -21,8 +21,7 @@ from ._breaker_core import (
     BreakerSettings,
     Permit,
 )
-from ._call import CURRENT_CALL
-from ._classify import judge
+from ._classify import failed, judge
 from ._clock import Clock
 from ._events import GLOBAL_LISTENERS, Event, emit
 from ._policy import AsyncRunner, Policy, Runner
@@ -31,12 +30,13 @@ from ._validation import (
     check_duration,
     check_exception_filter,
     check_fraction,
+    check_mode,
     check_name,
     check_positive_int,
     check_predicate,
 )
 from ._windows import INF, CountWindow
-from .errors import CircuitOpen, ResilienceError
+from .errors import CircuitOpen
 
 __all__ = ["CircuitBreaker"]
 
@@ -53,6 +53,7 @@ class CircuitBreaker(Policy):
     """
 
     kind = "circuit_breaker"
+    per_dependency = True
 
     def __init__(
         self,
@@ -75,11 +76,16 @@ class CircuitBreaker(Policy):
         failure_if: Callable[[Any], bool] | None = None,
         store: BreakerStore | None = None,
         key: str | None = None,
+        mode: str = "enforce",
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name, clock)
         #: The name of the breaker's state in its store (the breaker's name unless given).
         self.key: str | None = check_name(key, "key") if key is not None else self.name
+        # Shadow mode: the state machine runs as usual, but calls it would reject run
+        # anyway (their outcomes are not recorded: an enforcing breaker would not have
+        # run them). Read only where a call would be rejected, never on the fast path.
+        self._shadow = check_mode(mode)
         self._failure_on = check_exception_filter("failure_on", failure_on)
         self._ignore = check_exception_filter("ignore", ignore)
         self._failure_if = check_predicate("failure_if", failure_if)
@@ -108,7 +114,7 @@ class CircuitBreaker(Policy):
             raise TypeError(f"store must be a breaker store (or None), got {store!r}")
         self._backend = backend
         # Permits held by ``with breaker:`` blocks, per thread/task.
-        self._held: contextvars.ContextVar[tuple[tuple[Permit, float | None], ...]] = (
+        self._held: contextvars.ContextVar[tuple[tuple[Permit | None, float | None], ...]] = (
             contextvars.ContextVar(f"resilience-breaker-{id(self)}", default=())
         )
         self._compose()
@@ -127,8 +133,14 @@ class CircuitBreaker(Policy):
 
     @property
     def state(self) -> str:
-        """``closed``, ``open``, ``half_open``, ``forced_open`` or ``disabled``."""
+        """``closed``, ``open``, ``half_open``, ``forced_open`` or ``disabled`` (in shadow
+        mode: the state it would be in)."""
         return self._backend.state
+
+    @property
+    def mode(self) -> str:
+        """``enforce``, or ``metrics_only`` (shadow mode: never rejects a call)."""
+        return "metrics_only" if self._shadow else "enforce"
 
     def open(self) -> None:
         """Reject every call until :meth:`close` or :meth:`reset` (state ``forced_open``)."""
@@ -163,6 +175,7 @@ class CircuitBreaker(Policy):
                     self._clock.monotonic(),
                     from_state=from_state,
                     to_state=to_state,
+                    shadow=self._shadow,
                 ),
             )
 
@@ -177,20 +190,7 @@ class CircuitBreaker(Policy):
         return failed, slow_after is not None and duration >= slow_after, duration
 
     def _judge_exception(self, exc: BaseException, start: float | None) -> _Verdict:
-        if (
-            not isinstance(exc, Exception)
-            # A refusal by a policy inside this breaker (a limiter, a bulkhead, another
-            # breaker) says nothing about the dependency: neither success nor failure.
-            or (isinstance(exc, ResilienceError) and exc._refusal)
-            or judge("ignore", self._ignore, exc, False)
-        ):
-            return self._judge(None, start)  # cancelled, interrupted, refused or ignored
-        call = CURRENT_CALL.get()
-        if call is not None:  # an integration classifies its own errors (an HTTP 503...)
-            verdict = call.failure(exc)
-            if verdict is not None:
-                return self._judge(verdict, start)
-        return self._judge(judge("failure_on", self._failure_on, exc, True), start)
+        return self._judge(failed(exc, self._failure_on, self._ignore), start)
 
     def _judge_result(self, result: Any, start: float | None) -> _Verdict:
         failure_if = self._failure_if
@@ -209,6 +209,7 @@ class CircuitBreaker(Policy):
                 self._clock.monotonic(),
                 duration=duration,
                 exception=exc,
+                shadow=self._shadow,
             ),
         )
 
@@ -243,9 +244,15 @@ class CircuitBreaker(Policy):
                     "rejected",
                     self._clock.monotonic(),
                     retry_after=retry_after,
+                    shadow=self._shadow,
                 ),
             )
         return CircuitOpen(self.name, retry_after, self._backend.state)
+
+    def _would_reject(self) -> None:
+        """Shadow mode, where an enforcing breaker would reject: report it, let it run."""
+        if GLOBAL_LISTENERS or self._listeners:
+            self._rejected()
 
     # -- drivers -------------------------------------------------------------------
 
@@ -256,13 +263,17 @@ class CircuitBreaker(Policy):
         judge_exception, judge_result = self._judge_exception, self._judge_result
         finish, rejected = self._finish, self._rejected
         fast = self._fast
+        shadow, would_reject = self._shadow, self._would_reject
 
         def run(*args: Any, **kwargs: Any) -> Any:
             permit = backend.standing
             if permit is None:
                 permit = acquire()
                 if permit is None:
-                    raise rejected()
+                    if not shadow:
+                        raise rejected()
+                    would_reject()
+                    return inner(*args, **kwargs)
             plain = fast[0]
             start = None if plain else now()
             try:
@@ -291,13 +302,17 @@ class CircuitBreaker(Policy):
         finish, afinish, rejected = self._finish, self._afinish, self._rejected
         # Async code may only take the lock-free path when the backend never blocks.
         fast = self._fast if nonblocking else [False]
+        shadow, would_reject = self._shadow, self._would_reject
 
         async def run(*args: Any, **kwargs: Any) -> Any:
             permit = backend.standing
             if permit is None:
                 permit = acquire() if nonblocking else await backend.aacquire()
                 if permit is None:
-                    raise rejected()
+                    if not shadow:
+                        raise rejected()
+                    would_reject()
+                    return await inner(*args, **kwargs)
             plain = fast[0]
             start = None if plain else now()
             try:
@@ -327,10 +342,12 @@ class CircuitBreaker(Policy):
 
     def _enter(self, permit: Permit | None) -> None:
         if permit is None:
-            raise self._rejected()
+            if not self._shadow:
+                raise self._rejected()
+            self._would_reject()  # the block runs without a permit; nothing is recorded
         self._held.set((*self._held.get(), (permit, self._start())))
 
-    def _exit(self, exc: BaseException | None) -> tuple[Permit, _Verdict]:
+    def _exit(self, exc: BaseException | None) -> tuple[Permit | None, _Verdict]:
         held = self._held.get()
         if not held:
             raise RuntimeError(f"{self!r}: __exit__ without a matching __enter__")
@@ -351,7 +368,8 @@ class CircuitBreaker(Policy):
         tb: TracebackType | None,
     ) -> None:
         permit, verdict = self._exit(exc)
-        self._finish(permit, verdict, exc)
+        if permit is not None:
+            self._finish(permit, verdict, exc)
 
     async def __aenter__(self) -> CircuitBreaker:
         backend = self._backend
@@ -365,7 +383,8 @@ class CircuitBreaker(Policy):
         tb: TracebackType | None,
     ) -> None:
         permit, verdict = self._exit(exc)
-        await self._afinish(permit, verdict, exc)
+        if permit is not None:
+            await self._afinish(permit, verdict, exc)
 
 
 def _settings(

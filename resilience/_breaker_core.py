@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from ._clock import Clock
+from ._ticker import ticker_for
 from ._validation import check_duration
-from ._windows import INF, CountWindow, NullWindow, OutcomeWindow, make_window
+from ._windows import INF, CountWindow, NullWindow, OutcomeWindow, TimeWindow, make_window
 
 __all__ = [
     "CLOSED",
@@ -96,8 +97,11 @@ class Permit:
     ``ok_until`` and ``ok`` let a plain success (not failed, not slow) be counted
     without the store's lock: if it ends before clock time ``ok_until``, ``next(ok)``
     counts it and the store need not be told. Otherwise the outcome goes to ``record``.
-    ``ok`` belongs to the permit's own epoch (and time bucket), so a success that lands
-    after the breaker moved on counts in a window already discarded.
+    ``ok`` belongs to the permit's own epoch, so a success that lands after the breaker
+    moved on counts in a window already discarded. Within its epoch the standing permit
+    follows the window: when a time bucket ends, the core points ``ok`` at the next
+    bucket's counter. With a clock that a ticker follows, the core is called back when
+    the bucket ends, so ``ok_until`` is ``INF`` and a success reads no clock at all.
     """
 
     __slots__ = ("epoch", "ok", "ok_until", "trial")
@@ -131,6 +135,9 @@ class BreakerCore:
     def __init__(self, settings: BreakerSettings, clock: Clock, notify: TransitionCallback) -> None:
         self._lock = threading.Lock()
         self._now = clock.monotonic
+        # Calls us back when a time bucket ends (see _tick); None for clocks it can't follow.
+        self._ticker = ticker_for(clock)
+        self._tick_at: float | None = None
         self._subscribers: list[TransitionCallback] = [notify]
         self._state: str = CLOSED
         self._epoch = 0
@@ -265,12 +272,49 @@ class BreakerCore:
             self._notify(change)
 
     def _refresh_standing(self) -> None:
-        """After the window moved to a new bucket, hand out that bucket's counter."""
+        """After the window moved to a new bucket, point the standing permit at that
+        bucket's counter: with a ticker, until it calls back (``_tick``) when the bucket
+        ends; without one, until the clock time the hot path then checks."""
         standing = self.standing
-        if standing is not None:
-            ok_until, ok = self._window.counter()
-            if standing.ok is not ok:
-                self.standing = Permit(self._epoch, False, ok_until, ok)
+        if standing is None:
+            return
+        ok_until, ok = self._window.counter()
+        if standing.ok is ok:
+            return
+        # ``ok`` first: a call that still sees the old ``ok_until`` then takes the
+        # locked path, which counts it in the right bucket.
+        standing.ok = ok
+        if self._ticker is None or ok_until is INF or ok_until == -INF:
+            standing.ok_until = ok_until  # -INF: a new window, bucketed on first use
+        else:
+            standing.ok_until = INF
+            self._arm(ok_until)
+
+    def _arm(self, when: float) -> None:
+        if self._tick_at != when:
+            self._tick_at = when
+            self._ticker.call_at(when, self._tick)  # type: ignore[union-attr]
+
+    def _tick(self, when: float) -> None:
+        """The ticker's callback: the time bucket that ended at ``when`` is over."""
+        with self._lock:
+            if when != self._tick_at:
+                return  # a transition or a newer bucket superseded this call
+            self._tick_at = None
+            standing, window = self.standing, self._window
+            if standing is None or standing.ok_until is not INF:
+                return
+            assert isinstance(window, TimeWindow)
+            busy = window.rotate()
+            ok_until, ok = window.counter()
+            standing.ok = ok
+            if busy:
+                self._arm(ok_until)
+            else:
+                # Nobody called in the bucket that ended: stop waking up for this
+                # breaker. The hot path checks the clock again, and the first success
+                # after ``ok_until`` comes through ``record``, which re-arms the ticker.
+                standing.ok_until = ok_until
 
     def _consecutive_failures(self) -> int:
         """Failures since the last success (successes are counted lock-free, so a
@@ -356,6 +400,7 @@ class BreakerCore:
         self._trials.clear()
         self._trials_done = self._trials_slow = 0
         self._consecutive = self._successes_seen = 0
+        self._tick_at = None
         # A new window object, not a cleared one: lock-free successes still counting
         # into the old one cannot leak into the new state.
         self._window = (

@@ -23,11 +23,11 @@ from typing import Any
 
 import anyio
 
-from ._bulkhead_core import BulkheadCore, Waiter
+from ._bulkhead_core import BulkheadCore, ElasticCore, Waiter
 from ._clock import Clock
 from ._events import GLOBAL_LISTENERS
 from ._policy import AsyncRunner, Policy, Runner
-from ._validation import check_duration, check_positive_int
+from ._validation import check_duration, check_mode, check_positive_int
 from .errors import BulkheadFull
 
 sniffio: ModuleType | None
@@ -160,6 +160,7 @@ class Bulkhead(Policy):
     """
 
     kind = "bulkhead"
+    per_dependency = True
 
     def __init__(
         self,
@@ -167,10 +168,14 @@ class Bulkhead(Policy):
         max_queue: int = 0,
         max_wait: float | timedelta | None = None,
         *,
+        mode: str = "enforce",
         name: str | None = None,
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name, clock)
+        # Shadow mode lets a call that finds no free slot in at once, over the limit
+        # (ElasticCore counts it). Only the slow path (_acquire) looks at the flag.
+        self._shadow = check_mode(mode)
         self._max_concurrent = check_positive_int("max_concurrent", max_concurrent)
         self._max_queue = check_positive_int("max_queue", max_queue, minimum=0)
         wait = None if max_wait is None else check_duration("max_wait", max_wait)
@@ -180,14 +185,24 @@ class Bulkhead(Policy):
                 f"got {max_wait!r}"
             )
         self._max_wait = wait
-        self._core = BulkheadCore(self._max_concurrent, self._max_queue)
+        self._core = self._make_core()
         self._blocks: list[None] = []  # see "context managers" below
         self._held: contextvars.ContextVar[tuple[float | None, ...]] = contextvars.ContextVar(
             f"resilience-bulkhead-{id(self)}", default=()
         )
         self._compose()
 
+    def _make_core(self) -> BulkheadCore:
+        if self._shadow:
+            return ElasticCore(self._max_concurrent, self._max_queue)
+        return BulkheadCore(self._max_concurrent, self._max_queue)
+
     # -- configuration and counts ----------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        """``enforce``, or ``metrics_only`` (shadow mode: never queues nor rejects a call)."""
+        return "metrics_only" if self._shadow else "enforce"
 
     @property
     def max_concurrent(self) -> int:
@@ -206,7 +221,8 @@ class Bulkhead(Policy):
 
     @property
     def in_flight(self) -> int:
-        """Slots taken right now: running calls, plus queued calls just handed a slot."""
+        """Slots taken right now: running calls, plus queued calls just handed a slot (in
+        shadow mode, calls let in over the limit too)."""
         return self._core.in_flight
 
     @property
@@ -263,8 +279,24 @@ class Bulkhead(Policy):
         if GLOBAL_LISTENERS or self._listeners:
             self._emit("cancelled", self._clock.monotonic() - start, exc)
 
+    def _overdraw(self) -> None:
+        """Shadow mode, no free slot: let the call in over the limit, and report whether
+        an enforcing bulkhead would have queued it or rejected it."""
+        core = self._core
+        assert isinstance(core, ElasticCore)
+        core.overdraw()
+        if GLOBAL_LISTENERS or self._listeners:
+            over = core.debt
+            if over > self._max_queue or self._max_wait == 0:
+                self._emit("rejected")
+            elif over:
+                self._emit("queued")
+
     def _acquire(self) -> None:
         """The sync slow path: queue, wait (blocking this thread), or raise."""
+        if self._shadow:
+            self._overdraw()
+            return
         got = self._core.admit(_ThreadWaiter)
         start = self._admitted(got)
         if start is None:
@@ -279,6 +311,9 @@ class Bulkhead(Policy):
 
     async def _aacquire(self) -> None:
         """The async slow path: queue, wait (without blocking the loop), or raise."""
+        if self._shadow:
+            self._overdraw()
+            return
         got = self._core.admit(_async_waiter)
         start = self._admitted(got)
         if start is None:

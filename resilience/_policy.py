@@ -74,6 +74,13 @@ class Policy:
     """
 
     kind: ClassVar[str] = "policy"
+    #: True for policies that keep state about the dependency they protect (a breaker's
+    #: window, a bucket's tokens, a bulkhead's slots): the HTTP integrations give each
+    #: host a copy of these (``clone()``) and share the others.
+    per_dependency: ClassVar[bool] = False
+    #: Shadow mode (``mode="metrics_only"``), for policies that have one: every event
+    #: says so.
+    _shadow: bool = False
 
     name: str | None
     _clock: Clock
@@ -166,7 +173,9 @@ class Policy:
         """Build this policy's event and deliver it; call only when someone listens."""
         emit(
             self._listeners,
-            Event(self.kind, self.name, type_, self._clock.monotonic(), **fields),
+            Event(
+                self.kind, self.name, type_, self._clock.monotonic(), shadow=self._shadow, **fields
+            ),
         )
 
     @overload

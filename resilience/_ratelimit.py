@@ -19,11 +19,11 @@ from typing import Any
 import anyio
 
 from ._clock import Clock
-from ._events import GLOBAL_LISTENERS, Event, emit
+from ._events import GLOBAL_LISTENERS
 from ._policy import AsyncRunner, Policy, Runner
 from ._ratelimit_core import BucketCore, Decision, LimiterSettings, Reservation
 from ._store import LimiterBackend, LimiterStore
-from ._validation import check_duration, check_name, check_number
+from ._validation import check_duration, check_mode, check_name, check_number
 from .errors import RateLimited
 
 __all__ = ["TokenBucket"]
@@ -37,6 +37,7 @@ class TokenBucket(Policy):
     """
 
     kind = "token_bucket"
+    per_dependency = True
 
     def __init__(
         self,
@@ -47,11 +48,15 @@ class TokenBucket(Policy):
         store: LimiterStore | None = None,
         key: str | None = None,
         *,
+        mode: str = "enforce",
         name: str | None = None,
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name, clock)
         settings = _settings(rate, per, burst)
+        # Shadow mode: the bucket decides as usual, but a call it would refuse (or make
+        # wait) runs at once. Only the slow path (_settle) looks at it.
+        self._shadow = check_mode(mode)
         self._max_wait = math.inf if max_wait is None else check_duration("max_wait", max_wait)
         #: The name of the shared state (the limiter's name unless given).
         self.key: str | None = check_name(key, "key") if key is not None else self.name
@@ -75,6 +80,11 @@ class TokenBucket(Policy):
         return self._backend.settings
 
     @property
+    def mode(self) -> str:
+        """``enforce``, or ``metrics_only`` (shadow mode: never refuses nor delays a call)."""
+        return "metrics_only" if self._shadow else "enforce"
+
+    @property
     def max_wait(self) -> float:
         """Seconds a call may wait for tokens (``math.inf``: as long as it takes)."""
         return self._max_wait
@@ -94,28 +104,36 @@ class TokenBucket(Policy):
 
     # -- the slow path: events, waiting, refusing --------------------------------------
 
-    def _event(self, type_: str, **fields: Any) -> None:
-        emit(self._listeners, Event(self.kind, self.name, type_, self._clock.monotonic(), **fields))
-
     def _refused(self, retry_after: float) -> RateLimited:
         if GLOBAL_LISTENERS or self._listeners:
-            self._event("rejected", retry_after=retry_after)
+            self._emit_event("rejected", retry_after=retry_after)
         return RateLimited(self.name, retry_after)
 
     def _granted(self, delay: float) -> float:
         if GLOBAL_LISTENERS or self._listeners:
-            self._event("acquired", delay=delay)
+            self._emit_event("acquired", delay=delay)
         return delay
 
     def _gave_back(self, delay: float) -> None:
         if GLOBAL_LISTENERS or self._listeners:
-            self._event("cancelled", delay=delay)
+            self._emit_event("cancelled", delay=delay)
+
+    def _shadowed(self, decision: Reservation | float) -> float:
+        """Shadow mode: report what an enforcing bucket would have done, and go on at
+        once. A reservation keeps its tokens (an enforcing bucket would spend them)."""
+        if isinstance(decision, Reservation):
+            self._granted(decision.delay)
+        else:
+            self._refused(decision)
+        return 0.0
 
     def _settle(self, decision: Decision) -> float:
         """Finish a sync acquisition that was not "granted, nobody listening": emit,
         refuse, or sleep until the reserved slot. Returns the seconds waited."""
         if decision is None:
             return self._granted(0.0)
+        if self._shadow:
+            return self._shadowed(decision)
         if not isinstance(decision, Reservation):
             raise self._refused(decision)
         try:
@@ -131,6 +149,8 @@ class TokenBucket(Policy):
         """The async twin of ``_settle``: waits without blocking the event loop."""
         if decision is None:
             return self._granted(0.0)
+        if self._shadow:
+            return self._shadowed(decision)
         if not isinstance(decision, Reservation):
             raise self._refused(decision)
         try:

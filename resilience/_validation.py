@@ -16,6 +16,7 @@ __all__ = [
     "check_duration",
     "check_exception_filter",
     "check_fraction",
+    "check_mode",
     "check_name",
     "check_number",
     "check_positive_int",
@@ -77,6 +78,18 @@ def check_bool(param: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{param} must be True or False, got {_describe(value)}")
     return value
+
+
+#: The modes of policies that can refuse calls: ``enforce`` refuses, ``metrics_only``
+#: (shadow mode) decides and reports as if it did, and lets every call through.
+MODES = ("enforce", "metrics_only")
+
+
+def check_mode(value: object) -> bool:
+    """``mode`` of a refusing policy; True for shadow mode (``"metrics_only"``)."""
+    if value not in MODES or not isinstance(value, str):
+        raise ValueError(f"mode must be 'enforce' or 'metrics_only', got {value!r}")
+    return value == "metrics_only"
 
 
 def check_name(value: object, param: str = "name") -> str | None:

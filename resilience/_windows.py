@@ -150,6 +150,14 @@ class TimeWindow(OutcomeWindow):
         cur = self._cur
         return cur.end, cur.ok
 
+    def rotate(self) -> bool:
+        """Move to the bucket of the present time (under the owner's lock, once the
+        current bucket has ended); True if the bucket that ended saw any success."""
+        ended = self._cur
+        busy = ended.value() > 0
+        self._current()
+        return busy
+
     def _current(self) -> _Bucket:
         now = self._now()
         cur = self._cur

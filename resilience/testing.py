@@ -7,9 +7,11 @@ from datetime import timedelta
 
 import anyio.lowlevel
 
+from ._redis_server import RedisServer
+from ._ticker import Ticker
 from ._validation import check_duration, check_number
 
-__all__ = ["FakeClock"]
+__all__ = ["FakeClock", "RedisServer"]
 
 
 class FakeClock:
@@ -25,6 +27,9 @@ class FakeClock:
         self._now = check_number("start", start)
         self._lock = threading.Lock()
         self.sleeps: list[float] = []
+        # Policies that want to hear when a time comes (a breaker's time buckets
+        # ending) schedule it here; it runs whenever virtual time moves.
+        self._ticker = Ticker()
 
     def monotonic(self) -> float:
         return self._now
@@ -33,12 +38,16 @@ class FakeClock:
         step = check_duration("seconds", seconds)
         with self._lock:
             self._now += step
+            now = self._now
+        self._ticker.run_due(now)
 
     def sleep(self, seconds: float) -> None:
         step = check_duration("seconds", seconds)
         with self._lock:
             self.sleeps.append(step)
             self._now += step
+            now = self._now
+        self._ticker.run_due(now)
 
     async def asleep(self, seconds: float) -> None:
         self.sleep(seconds)

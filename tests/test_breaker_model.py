@@ -491,10 +491,15 @@ class BreakerMachine(RuleBasedStateMachine):
             ignore=is_ignored if cfg.predicates else (Ignored,),
             failure_if=is_bad if cfg.failure_if else None,
             clock=self.clock,
+            store=self.make_store(),
         )
         if cfg.listen:
             self.breaker.listen(self.events.append)
         self.model = Model(cfg)
+
+    def make_store(self) -> Any:
+        """The breaker's ``store=`` (None: in memory); shared stores run the same machine."""
+        return None
 
     @property
     def now(self) -> float:
@@ -806,8 +811,12 @@ SCENARIOS: dict[str, tuple[Config, list[Step], list[str]]] = {
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_replayed_scenario(name: str) -> None:
+    replay(BreakerMachine(), name)
+
+
+def replay(machine: BreakerMachine, name: str) -> None:
+    """Run scenario ``name`` on ``machine`` (shared stores' tests replay them too)."""
     cfg, steps, transitions = SCENARIOS[name]
-    machine = BreakerMachine()
     machine.start(cfg)
     machine.agrees()
     for rule_name, kwargs in steps:

@@ -316,6 +316,9 @@ EVENT_FIELDS = [
     "host",
     "method",
     "status",
+    "shadow",
+    "limit",
+    "probability",
 ]
 
 
@@ -324,7 +327,7 @@ def test_event_has_the_documented_fields() -> None:
     event = Event("retry", "r", "retry", 1.5)
     assert (event.kind, event.name, event.type, event.time) == ("retry", "r", "retry", 1.5)
     for name in EVENT_FIELDS[4:]:
-        assert getattr(event, name) is None
+        assert getattr(event, name) is (False if name == "shadow" else None)
 
 
 def test_event_is_immutable() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from resilience import (
+    AdaptiveThrottle,
     Bulkhead,
     CircuitBreaker,
     CircuitOpen,
@@ -148,12 +149,14 @@ def test_methods_are_upper_cased() -> None:
 
 def test_per_host_copies_only_stateful_policies() -> None:
     retry, breaker, bucket = Retry(), CircuitBreaker("api"), TokenBucket(10, name="lim")
-    bulkhead, timeout = Bulkhead(2), Timeout(1)
-    transport = ResilientTransport(Pipeline(retry, Pipeline(breaker, bucket), bulkhead, timeout))
+    bulkhead, timeout, throttle = Bulkhead(2), Timeout(1), AdaptiveThrottle()
+    transport = ResilientTransport(
+        Pipeline(retry, Pipeline(breaker, bucket), throttle, bulkhead, timeout)
+    )
     url = "https://a.example/x"
     assert transport.policy_for(retry, url) is retry
     assert transport.policy_for(timeout, url) is timeout
-    for template in (breaker, bucket, bulkhead):
+    for template in (breaker, bucket, bulkhead, throttle):
         copy = transport.policy_for(template, url)
         assert type(copy) is type(template)
         assert copy is not template

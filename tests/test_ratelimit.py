@@ -21,6 +21,7 @@ import anyio
 import pytest
 
 import resilience
+import resilience._policy
 import resilience._ratelimit
 from resilience import (
     Constant,
@@ -753,7 +754,7 @@ def test_no_event_is_built_when_nobody_listens(
     clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     built: list[Any] = []
-    monkeypatch.setattr(resilience._ratelimit, "Event", lambda *a, **k: built.append(a))
+    monkeypatch.setattr(resilience._policy, "Event", lambda *a, **k: built.append(a))
     limiter = TokenBucket(1, burst=1, max_wait=1, clock=clock)
     limiter.acquire()
     limiter.acquire()

@@ -42,7 +42,7 @@ from hypothesis.stateful import (
 
 from resilience import RateLimited, TokenBucket
 from resilience._ratelimit_core import BucketCore, LimiterSettings, Reservation
-from resilience.stores import MemoryStore
+from resilience.stores import LimiterStore, MemoryStore
 from resilience.testing import FakeClock
 
 RATES = [1, 2, 4, 8]
@@ -137,9 +137,15 @@ class CoreMachine(RuleBasedStateMachine):
     )
     def setup(self, rate: int, per: float, burst: float, start: float) -> None:
         self.clock = FakeClock(start)
-        self.core = BucketCore(LimiterSettings(float(rate), per, float(burst)), self.clock)
-        self.model = Model(rate, per, burst, exact(start))
+        self.core = self.make_core(LimiterSettings(float(rate), per, float(burst)), self.clock)
+        self.model = self.model_class(rate, per, burst, exact(start))
         self.pending: list[tuple[Reservation, Entry]] = []
+
+    model_class = Model
+
+    def make_core(self, settings: LimiterSettings, clock: FakeClock) -> BucketCore:
+        """The backend under test (a shared store's tests substitute theirs)."""
+        return BucketCore(settings, clock)
 
     def now(self) -> Fraction:
         return exact(self.clock.monotonic())
@@ -222,8 +228,15 @@ steps = st.lists(
 def test_policy_matches_the_model(
     rate: int, per: float, burst: float, schedule: list[tuple[int, float, int]]
 ) -> None:
+    check_policy(MemoryStore(), rate, per, burst, schedule)
+
+
+def check_policy(
+    store: LimiterStore, rate: int, per: float, burst: float, schedule: list[tuple[int, float, int]]
+) -> None:
+    """Run ``schedule`` through limiters sharing bucket "k" of ``store``, checking each
+    decision against the model (a shared store's tests run this too)."""
     clock = FakeClock()
-    store = MemoryStore()
     limiters = [
         TokenBucket(
             rate, per, burst, max_wait=None if w == INF else w, store=store, key="k", clock=clock

@@ -1,27 +1,22 @@
 """Per-host isolation: a pipeline's breakers, limiters and bulkheads, one per host.
 
-The user's pipeline is a *template*. ``per_host`` rebuilds it once, with each stateful
-policy (CircuitBreaker, TokenBucket, Bulkhead) replaced by a keyed policy that makes a
-copy of it for each host on first use (``policy.clone``), so one dead host does not
-open the breaker, spend the tokens or fill the bulkhead of the others. Stateless
-policies (Retry, Timeout, Fallback, and anything else) are shared as they are.
+The user's pipeline is a *template*. ``per_host`` rebuilds it once, with each policy
+that keeps state about its dependency (``Policy.per_dependency``: CircuitBreaker,
+TokenBucket, Bulkhead, AdaptiveThrottle) replaced by a keyed policy that makes a copy of
+it for each host on first use (``policy.clone``), so one dead host does not open the
+breaker, spend the tokens or fill the bulkhead of the others. The other policies
+(Retry, Timeout, Fallback...) are shared as they are.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .._breaker import CircuitBreaker
-from .._bulkhead import Bulkhead
 from .._keyed import KeyedPolicy
 from .._pipeline import Pipeline
 from .._policy import Policy
-from .._ratelimit import TokenBucket
 
-__all__ = ["PER_HOST", "per_host"]
-
-#: The kinds of policy that get a copy per host.
-PER_HOST = (CircuitBreaker, TokenBucket, Bulkhead)
+__all__ = ["per_host"]
 
 
 def _host_of(exchange: Any, *_: Any, **__: Any) -> str:
@@ -30,7 +25,7 @@ def _host_of(exchange: Any, *_: Any, **__: Any) -> str:
 
 
 def per_host(template: Policy, max_hosts: int, keyed: dict[int, KeyedPolicy]) -> Policy:
-    """``template`` with every stateful policy replaced by a per-host keyed policy
+    """``template`` with every ``per_dependency`` policy replaced by a per-host keyed policy
     (``keyed`` maps each replaced policy's id to its keyed policy); ``template`` itself
     when it has none."""
     if isinstance(template, Pipeline):
@@ -38,7 +33,7 @@ def per_host(template: Policy, max_hosts: int, keyed: dict[int, KeyedPolicy]) ->
         if all(new is old for new, old in zip(parts, template.policies, strict=True)):
             return template
         return Pipeline(*parts, name=template.name)
-    if isinstance(template, PER_HOST):
+    if template.per_dependency:
         replaced = keyed.get(id(template))
         if replaced is None:  # the same policy twice in a template: one keyed policy
             replaced = keyed[id(template)] = KeyedPolicy(

@@ -1,0 +1,240 @@
+"""Chaos: inject faults, latency or substitute results into a share of calls, on purpose.
+
+For testing resilience: put a ``Chaos`` policy innermost in a pipeline (where the
+dependency would fail) and check that the retries, breakers, timeouts and fallbacks
+around it do their job. Polly v8 calls these chaos strategies (formerly Simmy).
+
+The decision per call is one draw from the policy's own ``random.Random`` (seeded for
+reproducible runs), made only while the policy is enabled.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from ._clock import Clock
+from ._events import GLOBAL_LISTENERS
+from ._policy import AsyncRunner, Policy, Runner
+from ._random import make_random
+from ._validation import check_duration, check_number
+
+__all__ = ["Chaos"]
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<no value>"
+
+
+_MISSING: Any = _Missing()
+
+#: The message of an exception that ``Chaos`` instantiates from a class.
+INJECTED = "injected by a chaos policy"
+
+
+def _check_rate(rate: object) -> float:
+    value = check_number("rate", rate)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"rate must be a number in [0, 1], got {rate!r}")
+    return value
+
+
+def _fault_maker(fault: object) -> Callable[[], BaseException]:
+    """A function making the exception to raise for each injected fault."""
+    if isinstance(fault, type) and issubclass(fault, BaseException):
+        cls = fault
+
+        def instantiate() -> BaseException:
+            try:
+                return cls(INJECTED)
+            except TypeError:  # a class that wants other arguments: try none
+                return cls()
+
+        return instantiate
+    if isinstance(fault, BaseException):
+        instance = fault
+
+        def duplicate() -> BaseException:
+            # A fresh copy per fault, so tracebacks and notes do not pile up on one object.
+            try:
+                return copy.copy(instance)
+            except Exception:
+                return instance
+
+        return duplicate
+    if callable(fault):
+        make = fault
+
+        def call() -> BaseException:
+            exc = make()
+            if not isinstance(exc, BaseException):
+                raise TypeError(f"fault() must return an exception, got {exc!r}")
+            return exc
+
+        return call
+    raise TypeError(
+        "fault must be an exception, an exception class, or a callable returning an "
+        f"exception, got {fault!r} ({type(fault).__name__})"
+    )
+
+
+def _check_enabled(enabled: object) -> bool | Callable[[], object]:
+    if isinstance(enabled, bool) or callable(enabled):
+        return enabled
+    raise TypeError(
+        f"enabled must be True, False or a callable returning a bool, got {enabled!r} "
+        f"({type(enabled).__name__})"
+    )
+
+
+class Chaos(Policy):
+    """Injects a fault, latency or a substitute result into ``rate`` of the calls.
+
+    Build one with ``Chaos.fault(rate, exc)``, ``Chaos.latency(rate, seconds)`` or
+    ``Chaos.result(rate, value)`` (or ``Chaos(rate, fault=...)`` and so on: exactly one
+    of ``fault``, ``latency`` and ``result``). ``enabled`` (True, False, or a callable
+    asked on every call) switches it on and off at run time; ``seed`` makes the choice
+    of calls reproducible.
+    """
+
+    kind = "chaos"
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        fault: BaseException | type[BaseException] | Callable[[], BaseException] | None = None,
+        latency: float | timedelta | None = None,
+        result: Any = _MISSING,
+        enabled: bool | Callable[[], object] = True,
+        seed: int | None = None,
+        name: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(name, clock)
+        self._rate = _check_rate(rate)
+        given = [
+            what
+            for what, value in (("fault", fault), ("latency", latency), ("result", result))
+            if value is not (_MISSING if what == "result" else None)
+        ]
+        if len(given) != 1:
+            raise TypeError(
+                "Chaos needs exactly one of fault, latency and result, got "
+                + (" and ".join(given) if given else "none")
+            )
+        self._what = given[0]
+        self._fault = fault
+        self._make_fault = _fault_maker(fault) if fault is not None else None
+        self._latency = (
+            None if latency is None else check_duration("latency", latency, positive=True)
+        )
+        self._result = result
+        self._enabled = _check_enabled(enabled)
+        self._seed = seed
+        self._random = make_random(seed).random
+        self._compose()
+
+    # -- the three kinds of chaos ------------------------------------------------------
+
+    @classmethod
+    def fault(
+        cls,
+        rate: float,
+        exc: BaseException | type[BaseException] | Callable[[], BaseException],
+        **options: Any,
+    ) -> Chaos:
+        """Raise ``exc`` (an exception, a class instantiated per fault, or a callable
+        returning one) instead of calling, in ``rate`` of the calls."""
+        return cls(rate, fault=exc, **options)
+
+    @classmethod
+    def latency(cls, rate: float, seconds: float | timedelta, **options: Any) -> Chaos:
+        """Wait ``seconds`` (on the policy's clock) before calling, in ``rate`` of the calls."""
+        return cls(rate, latency=seconds, **options)
+
+    @classmethod
+    def result(cls, rate: float, value: Any, **options: Any) -> Chaos:
+        """Return ``value`` instead of calling, in ``rate`` of the calls."""
+        return cls(rate, result=value, **options)
+
+    # -- reading and switching ---------------------------------------------------------
+
+    @property
+    def rate(self) -> float:
+        """The share of calls that get the chaos, in [0, 1]."""
+        return self._rate
+
+    @property
+    def injects(self) -> str:
+        """What this policy injects: ``"fault"``, ``"latency"`` or ``"result"``."""
+        return self._what
+
+    @property
+    def enabled(self) -> bool:
+        """Whether calls get chaos now (asks the ``enabled`` callable, if one was given).
+        Assign True, False or a callable to switch it at run time."""
+        enabled = self._enabled
+        return enabled if isinstance(enabled, bool) else bool(enabled())
+
+    @enabled.setter
+    def enabled(self, value: bool | Callable[[], object]) -> None:
+        self._enabled = _check_enabled(value)
+
+    def __repr__(self) -> str:
+        value = {"fault": self._fault, "latency": self._latency, "result": self._result}
+        return (
+            f"Chaos({self._rate!r}, {self._what}={value[self._what]!r}, "
+            f"enabled={self._enabled!r}, name={self.name!r})"
+        )
+
+    # -- deciding and injecting ----------------------------------------------------------
+
+    def _strikes(self) -> bool:
+        """Whether this call gets the chaos."""
+        enabled = self._enabled
+        if enabled is False or (enabled is not True and not enabled()):
+            return False
+        return self._random() < self._rate
+
+    def _injected(self) -> BaseException | None:
+        """Report an injection; the exception to raise for a fault."""
+        exc = self._make_fault() if self._make_fault is not None else None
+        if GLOBAL_LISTENERS or self._listeners:
+            self._emit_event(self._what, delay=self._latency, exception=exc)
+        return exc
+
+    def _sync_runner(self, inner: Runner) -> Runner:
+        strikes, injected = self._strikes, self._injected
+        what, sleep, latency = self._what, self._clock.sleep, self._latency or 0.0
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            if strikes():
+                exc = injected()
+                if exc is not None:
+                    raise exc
+                if what == "result":
+                    return self._result
+                sleep(latency)
+            return inner(*args, **kwargs)
+
+        return run
+
+    def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
+        strikes, injected = self._strikes, self._injected
+        what, asleep, latency = self._what, self._clock.asleep, self._latency or 0.0
+
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            if strikes():
+                exc = injected()
+                if exc is not None:
+                    raise exc
+                if what == "result":
+                    return self._result
+                await asleep(latency)
+            return await inner(*args, **kwargs)
+
+        return run

@@ -1,0 +1,22 @@
+"""Breaker and rate-limiter state shared through Redis (the ``redis`` extra).
+
+``RedisStore.from_url(url)`` for sync code (and async code on any event loop, through
+worker threads), ``AsyncRedisStore.from_url(url)`` for asyncio code. Give either as
+``store=`` to a :class:`~resilience.CircuitBreaker` or :class:`~resilience.TokenBucket`
+and every process using the same Redis and prefix shares that policy's state. See the
+docs page "Sharing state across instances".
+"""
+
+from __future__ import annotations
+
+try:
+    import redis as _redis  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "resilience.stores.redis needs the redis client: pip install 'resiliency[redis]'"
+    ) from exc
+
+from ._admin import BreakerStatus, BucketStatus
+from ._store import AsyncRedisStore, RedisStore
+
+__all__ = ["AsyncRedisStore", "BreakerStatus", "BucketStatus", "RedisStore"]

@@ -1,0 +1,174 @@
+"""A token bucket whose state (one GCRA timestamp) lives in Redis.
+
+One :class:`RedisBucket` per key and store implements the ``LimiterBackend``
+protocol: a request for tokens is one ``tb_take`` script, deciding on the server's
+clock, so a fleet of processes shares one bucket exactly (``burst + rate * t``). When
+Redis cannot be asked, a local :class:`BucketCore` with the same shape decides (or the
+request is refused, with ``on_store_error="closed"``), started full once per link
+generation.
+
+A cancelled reservation is given back only while it is the newest one (``tat`` is
+still the value it set); otherwise its tokens stay spent, which never lets later grants
+exceed the bound (the in-memory core can also give back reservations in the middle of
+the queue; a shared bucket does not try).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ..._clock import Clock
+from ..._ratelimit_core import BucketCore, Decision, LimiterSettings, Reservation, Take
+from ._layout import StoreOptions, bucket_key, script_time
+from ._link import FAILED, Link
+from ._scripts import TB_CANCEL, TB_PEEK, TB_RESHAPE, TB_TAKE
+
+__all__ = ["RedisBucket", "RedisReservation"]
+
+
+class RedisReservation(Reservation):
+    """A reservation made in Redis: ``after``/``before`` are the bucket's stored
+    timestamps after and before it, exactly as Redis holds them."""
+
+    __slots__ = ("after", "before")
+
+    def __init__(self, delay: float, after: str, before: str) -> None:
+        super().__init__(delay, math.nan, math.nan)
+        self.after = after
+        self.before = before
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisBucket:
+    """One shared token bucket: the ``LimiterBackend`` a ``RedisStore`` hands out."""
+
+    nonblocking = False
+
+    def __init__(
+        self,
+        link: Link,
+        options: StoreOptions,
+        key: str,
+        settings: LimiterSettings,
+        clock: Clock,
+    ) -> None:
+        self.key = key
+        self._link = link
+        self._keys = (bucket_key(options.prefix, key),)
+        self._clock = clock
+        self._time = script_time(clock)
+        self._fail_closed = options.on_store_error == "closed"
+        self._lock = threading.Lock()
+        self._local: BucketCore | None = None
+        self._local_generation = -1
+        self._apply(settings)
+
+    def _apply(self, settings: LimiterSettings) -> None:
+        self.settings = settings
+        self._interval_us = settings.interval * 1e6
+        self._shape = (repr(self._interval_us), repr(settings.burst))
+
+    # -- script arguments and replies ---------------------------------------------------
+
+    def _take_args(self, cost: float, max_wait: float) -> tuple[str, ...]:
+        wait = "" if max_wait == math.inf else repr(max_wait * 1e6)
+        return (*self._shape, repr(cost), wait, self._time())
+
+    @staticmethod
+    def _decision(reply: Sequence[Any]) -> Decision:
+        verdict = int(reply[0])
+        if verdict == 0:
+            return None
+        wait = int(reply[1]) / 1e6
+        if verdict == 2:
+            return wait
+        return RedisReservation(wait, _text(reply[2]), _text(reply[3]))
+
+    # -- taking ------------------------------------------------------------------------
+
+    def acquire(self, cost: float = 1.0, max_wait: float = 0.0) -> Decision:
+        link = self._link
+        if not link.up:
+            return self._local_take(cost, max_wait)
+        reply = link.run(TB_TAKE, self._keys, self._take_args(cost, max_wait))
+        if reply is FAILED:
+            return self._local_take(cost, max_wait)
+        return self._decision(reply)
+
+    async def aacquire(self, cost: float, max_wait: float) -> Decision:
+        link = self._link
+        if not link.up:
+            return self._local_take(cost, max_wait)
+        reply = await link.arun(TB_TAKE, self._keys, self._take_args(cost, max_wait))
+        if reply is FAILED:
+            return self._local_take(cost, max_wait)
+        return self._decision(reply)
+
+    def taker(self, cost: float, max_wait: float) -> Take:
+        acquire = self.acquire
+
+        def take(cost: float = cost, max_wait: float = max_wait) -> Decision:
+            return acquire(cost, max_wait)
+
+        return take
+
+    def cancel(self, reservation: Reservation) -> None:
+        if not isinstance(reservation, RedisReservation):
+            if self._local is not None:
+                self._local.cancel(reservation)
+        elif self._link.up:
+            args = (reservation.after, reservation.before, self._time())
+            self._link.run(TB_CANCEL, self._keys, args)
+
+    async def acancel(self, reservation: Reservation) -> None:
+        if not isinstance(reservation, RedisReservation):
+            if self._local is not None:
+                self._local.cancel(reservation)
+        elif self._link.up:
+            args = (reservation.after, reservation.before, self._time())
+            await self._link.arun(TB_CANCEL, self._keys, args)
+
+    # -- reading and configuring --------------------------------------------------------
+
+    def available(self) -> float:
+        if self._link.up:
+            reply = self._link.run(TB_PEEK, self._keys, (self._time(),))
+            if reply is not FAILED:
+                return self.settings.burst - float(_text(reply[0])) / self._interval_us
+        return self._local_core().available()
+
+    def configure(self, settings: LimiterSettings) -> None:
+        if self._link.up:
+            args = (*self._shape, repr(settings.interval * 1e6), repr(settings.burst))
+            self._link.run(TB_RESHAPE, self._keys, (*args, self._time()))
+        self._apply(settings)
+        if self._local is not None:
+            self._local.configure(settings)
+
+    # -- local decisions ---------------------------------------------------------------
+
+    def _local_core(self) -> BucketCore:
+        generation = self._link.generation
+        core = self._local
+        if core is None or self._local_generation != generation:
+            with self._lock:
+                core = self._local
+                if core is None or self._local_generation != generation:
+                    core = self._local = BucketCore(self.settings, self._clock)
+                    self._local_generation = generation
+        return core
+
+    def _local_take(self, cost: float, max_wait: float) -> Decision:
+        if self._fail_closed:
+            return max(self._link.retry_hint(), self.settings.interval * cost)
+        return self._local_core().acquire(cost, max_wait)
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return f"RedisBucket({self.key!r}, rate={s.rate!r}, per={s.per!r}, burst={s.burst!r})"

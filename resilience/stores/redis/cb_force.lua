@@ -1,0 +1,17 @@
+-- Manual control. KEYS: s, w, r, hp.
+-- ARGV: action (open, close, reset, disable), channel, idle ttl (ms), [now us]
+-- Reply: {state, epoch, previous state}
+local now = now_us(ARGV[4])
+local b = load(now)
+local before = b.st
+local action = ARGV[1]
+if action == 'open' then
+  transition(b, FORCED_OPEN, now, 0, ARGV[2], ARGV[3])
+elseif action == 'disable' then
+  transition(b, DISABLED, now, 0, ARGV[2], ARGV[3])
+elseif action == 'reset' or (action == 'close' and b.st ~= CLOSED) then
+  transition(b, CLOSED, now, 0, ARGV[2], ARGV[3])
+elseif action ~= 'close' then
+  return redis.error_reply('unknown breaker action ' .. action)
+end
+return {b.st, b.ep, before}

@@ -1,0 +1,2 @@
+-- The store's health probe: a script runs (so the script cache and writes work).
+return 1

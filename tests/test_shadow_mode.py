@@ -1,0 +1,386 @@
+"""Shadow mode (``mode="metrics_only"``): breakers, token buckets and bulkheads decide as
+usual and report what they would have done, but never reject, queue or delay a call."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from resilience import Bulkhead, CircuitBreaker, CircuitOpen, Event, RateLimited, TokenBucket
+from resilience._bulkhead_core import BulkheadCore, ElasticCore
+from resilience.testing import FakeClock
+
+# -- arguments -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda mode: CircuitBreaker(mode=mode),
+        lambda mode: TokenBucket(1, mode=mode),
+        lambda mode: Bulkhead(1, mode=mode),
+    ],
+    ids=["breaker", "bucket", "bulkhead"],
+)
+def test_mode_is_checked_and_reported(make: Callable[[Any], Any]) -> None:
+    assert make("enforce").mode == "enforce"
+    assert make("metrics_only").mode == "metrics_only"
+    for bad in ("shadow", "METRICS_ONLY", None, 1):
+        with pytest.raises(ValueError, match=r"mode must be 'enforce' or 'metrics_only', got"):
+            make(bad)
+
+
+def test_enforcing_bulkhead_keeps_the_plain_core() -> None:
+    # Shadow mode's accounting (ElasticCore) must cost an enforcing bulkhead nothing.
+    assert type(Bulkhead(2)._core) is BulkheadCore
+    assert type(Bulkhead(2, mode="metrics_only")._core) is ElasticCore
+
+
+# -- circuit breaker -----------------------------------------------------------------------
+
+
+def fail() -> None:
+    raise ConnectionError("down")
+
+
+def test_shadow_breaker_runs_every_call_and_reports_what_it_would_have_done(
+    clock: FakeClock,
+) -> None:
+    breaker = CircuitBreaker(
+        "pay",
+        failure_rate=None,
+        consecutive_failures=2,
+        open_for=10,
+        mode="metrics_only",
+        clock=clock,
+    )
+    seen: list[Event] = []
+    breaker.listen(seen.append)
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            breaker.call(fail)
+    assert breaker.state == "open"  # the state it would be in
+    ran = []
+    assert breaker.call(lambda: ran.append(1) or "ok") == "ok"  # not rejected: it ran
+    with pytest.raises(ConnectionError):  # a would-be rejected call's own failure passes
+        breaker.call(fail)
+    assert ran == [1]
+    assert breaker.state == "open"  # calls it would have rejected are not evidence
+    clock.advance(10)
+    assert breaker.call(lambda: "trial") == "trial"  # the trial it would have admitted
+    assert breaker.state == "closed"
+    assert all(e.shadow for e in seen)
+    assert [(e.type, e.from_state, e.to_state, e.retry_after) for e in seen] == [
+        ("failure", None, None, None),
+        ("state_change", "closed", "open", None),
+        ("failure", None, None, None),
+        ("rejected", None, None, 10.0),
+        ("rejected", None, None, 10.0),
+        ("state_change", "open", "half_open", None),
+        ("state_change", "half_open", "closed", None),
+        ("success", None, None, None),
+    ]
+
+
+def test_shadow_breaker_in_half_open_lets_the_calls_beyond_the_trials_run(
+    clock: FakeClock,
+) -> None:
+    breaker = CircuitBreaker(
+        failure_rate=None, consecutive_failures=1, open_for=1, mode="metrics_only", clock=clock
+    )
+    with pytest.raises(ConnectionError):
+        breaker.call(fail)
+    clock.advance(1)
+    rejected = []
+    breaker.listen(lambda e: rejected.append(e) if e.type == "rejected" else None)
+
+    def nested() -> str:
+        # The trial is running: an enforcing breaker would reject this second call.
+        return breaker.call(lambda: "inner")
+
+    assert breaker.call(nested) == "inner"
+    assert len(rejected) == 1
+    assert breaker.state == "closed"  # the trial succeeded
+
+
+def test_shadow_breaker_forced_open_still_runs_calls(clock: FakeClock) -> None:
+    breaker = CircuitBreaker(mode="metrics_only", clock=clock)
+    breaker.open()
+    assert breaker.state == "forced_open"
+    assert breaker.call(lambda: 5) == 5
+    with breaker:
+        pass
+    assert breaker.state == "forced_open"
+
+
+def test_shadow_breaker_with_blocks(clock: FakeClock) -> None:
+    breaker = CircuitBreaker(
+        failure_rate=None, consecutive_failures=1, open_for=5, mode="metrics_only", clock=clock
+    )
+    with pytest.raises(ConnectionError), breaker:
+        fail()
+    assert breaker.state == "open"
+    seen: list[Event] = []
+    breaker.listen(seen.append)
+    with pytest.raises(ConnectionError), breaker:  # would be rejected: runs, not recorded
+        fail()
+    assert [e.type for e in seen] == ["rejected"]
+    clock.advance(5)
+    with breaker:  # the trial
+        pass
+    assert breaker.state == "closed"
+
+
+async def test_shadow_breaker_async(clock: FakeClock, anyio_backend: str) -> None:
+    breaker = CircuitBreaker(
+        failure_rate=None, consecutive_failures=1, open_for=5, mode="metrics_only", clock=clock
+    )
+    seen: list[Event] = []
+    breaker.listen(seen.append)
+
+    async def afail() -> None:
+        raise ConnectionError("down")
+
+    async def ok() -> str:
+        return "ok"
+
+    with pytest.raises(ConnectionError):
+        await breaker.acall(afail)
+    assert await breaker.acall(ok) == "ok"
+    async with breaker:
+        pass
+    assert breaker.state == "open"
+    assert [e.type for e in seen] == ["state_change", "failure", "rejected", "rejected"]
+
+
+def test_enforcing_breaker_is_unchanged(clock: FakeClock) -> None:
+    breaker = CircuitBreaker(failure_rate=None, consecutive_failures=1, clock=clock)
+    seen: list[Event] = []
+    breaker.listen(seen.append)
+    with pytest.raises(ConnectionError):
+        breaker.call(fail)
+    with pytest.raises(CircuitOpen):
+        breaker.call(lambda: None)
+    assert not any(e.shadow for e in seen)
+
+
+# The shadow breaker's state machine is the enforcing one's: fed the same outcomes at the
+# same times, it makes the same transitions, and reports as rejected exactly the calls
+# the enforcing breaker rejects.
+
+step = st.one_of(
+    st.tuples(st.just("call"), st.booleans(), st.sampled_from([0.0, 0.5, 3.0])),
+    st.tuples(st.just("wait"), st.sampled_from([1.0, 5.0, 20.0]), st.just(0.0)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(step, max_size=60),
+    half_open_calls=st.integers(1, 3),
+    window=st.sampled_from([10.0, 60.0]),
+)
+def test_shadow_breaker_matches_an_enforcing_one(
+    steps: list[tuple[str, Any, float]], half_open_calls: int, window: float
+) -> None:
+    options: dict[str, Any] = {
+        "failure_rate": 0.5,
+        "minimum_calls": 4,
+        "consecutive_failures": 3,
+        "slow_call_duration": 2.0,
+        "window": window,
+        "open_for": 4.0,
+        "half_open_calls": half_open_calls,
+    }
+    clocks = FakeClock(), FakeClock()  # one each: a rejected call takes no time
+    enforcing = CircuitBreaker(clock=clocks[0], **options)
+    shadow = CircuitBreaker(mode="metrics_only", clock=clocks[1], **options)
+    real: list[Event] = []
+    shadowed: list[Event] = []
+    enforcing.listen(real.append)
+    shadow.listen(shadowed.append)
+
+    def call(ok: bool, duration: float, clock: FakeClock) -> str:
+        clock.advance(duration)
+        if not ok:
+            raise ConnectionError("down")
+        return "ok"
+
+    for kind, arg, duration in steps:
+        if kind == "wait":
+            for clock in clocks:
+                clock.advance(arg)
+            continue
+        for breaker, clock in zip((enforcing, shadow), clocks, strict=True):
+            try:
+                breaker.call(call, arg, duration, clock)
+            except ConnectionError:
+                pass
+            except CircuitOpen:
+                assert breaker is enforcing
+                clock.advance(duration)  # the shadow ran it: keep the clocks together
+        assert shadow.state == enforcing.state
+
+    def summary(events: list[Event]) -> list[tuple[str, str | None, str | None]]:
+        return [(e.type, e.from_state, e.to_state) for e in events]
+
+    assert summary(shadowed) == summary(real)
+    assert all(e.shadow for e in shadowed)
+    assert not any(e.shadow for e in real)
+
+
+# -- token bucket --------------------------------------------------------------------------
+
+
+def test_shadow_bucket_never_refuses_nor_waits(clock: FakeClock) -> None:
+    limiter = TokenBucket(1, burst=2, max_wait=1.0, mode="metrics_only", name="api", clock=clock)
+    seen: list[Event] = []
+    limiter.listen(seen.append)
+    assert [limiter.call(int, n) for n in range(5)] == [0, 1, 2, 3, 4]
+    assert clock.sleeps == []  # nobody waited
+    assert all(e.shadow for e in seen)
+    # Two tokens free, one reserved (a 1 s wait), then refusals that take nothing.
+    assert [(e.type, e.delay, e.retry_after) for e in seen] == [
+        ("acquired", 0.0, None),
+        ("acquired", 0.0, None),
+        ("acquired", 1.0, None),
+        ("rejected", None, 2.0),
+        ("rejected", None, 2.0),
+    ]
+    assert limiter.available == -1.0  # the reserved token is spent, as when enforcing
+    assert limiter.acquire() == 0.0
+    with limiter:
+        pass
+
+
+async def test_shadow_bucket_async(clock: FakeClock, anyio_backend: str) -> None:
+    limiter = TokenBucket(1, burst=1, max_wait=5.0, mode="metrics_only", clock=clock)
+    seen: list[Event] = []
+    limiter.listen(seen.append)
+
+    async def one() -> int:
+        return 1
+
+    assert [await limiter.acall(one) for _ in range(3)] == [1, 1, 1]
+    assert await limiter.aacquire() == 0.0
+    async with limiter:
+        pass
+    assert clock.sleeps == []
+    assert [(e.type, e.delay) for e in seen] == [
+        ("acquired", 0.0),
+        ("acquired", 1.0),
+        ("acquired", 2.0),
+        ("acquired", 3.0),
+        ("acquired", 4.0),
+    ]
+
+
+def test_shadow_bucket_reports_the_decisions_of_an_enforcing_one(clock: FakeClock) -> None:
+    enforcing = TokenBucket(2, burst=3, clock=clock)
+    shadow = TokenBucket(2, burst=3, mode="metrics_only", clock=clock)
+    would_refuse = []
+    shadow.listen(lambda e: would_refuse.append(e.retry_after) if e.type == "rejected" else None)
+    refused = []
+    for gap in [0, 0, 0, 0, 0.2, 0.5, 0, 0, 1.5, 0, 0, 0, 0]:
+        clock.advance(gap)
+        shadow.call(lambda: None)
+        try:
+            enforcing.call(lambda: None)
+        except RateLimited as exc:
+            refused.append(exc.retry_after)
+    assert refused
+    assert would_refuse == refused
+
+
+# -- bulkhead ------------------------------------------------------------------------------
+
+
+def test_shadow_bulkhead_lets_everyone_in_and_reports_queue_and_rejections() -> None:
+    bulkhead = Bulkhead(2, max_queue=1, mode="metrics_only", name="db")
+    seen: list[Event] = []
+    bulkhead.listen(seen.append)
+    counts = []
+
+    def nest(depth: int) -> int:
+        counts.append(bulkhead.in_flight)
+        if depth == 0:
+            return 0
+        return 1 + bulkhead.call(nest, depth - 1)
+
+    assert bulkhead.call(nest, 4) == 4  # five calls at once: two slots, one queue place
+    assert counts == [1, 2, 3, 4, 5]
+    assert (bulkhead.in_flight, bulkhead.queued) == (0, 0)
+    types = [e.type for e in seen if e.type != "released"]
+    assert types == ["acquired", "acquired", "queued", "rejected", "rejected"]
+    assert all(e.shadow for e in seen)
+    assert bulkhead._core.free == [None, None]  # every slot came back, no debt left
+    assert bulkhead._core.debt == 0  # type: ignore[attr-defined]
+
+
+def test_shadow_bulkhead_without_queue_reports_rejections_only() -> None:
+    bulkhead = Bulkhead(1, max_queue=3, max_wait=0, mode="metrics_only")
+    seen: list[str] = []
+    bulkhead.listen(lambda e: seen.append(e.type))
+    with bulkhead, bulkhead:
+        pass
+    assert seen == ["acquired", "rejected", "released", "released"]
+
+
+def test_shadow_bulkhead_under_threads_leaks_nothing() -> None:
+    bulkhead = Bulkhead(3, mode="metrics_only")
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+    go = threading.Barrier(12)
+
+    def work() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        with lock:
+            running -= 1
+
+    def worker() -> None:
+        go.wait()
+        for _ in range(300):
+            bulkhead.call(work)
+            with bulkhead:
+                pass
+
+    threads = [threading.Thread(target=worker) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    core = bulkhead._core
+    assert isinstance(core, ElasticCore)
+    assert (len(core.free), core.debt, bulkhead.in_flight) == (3, 0, 0)
+
+
+async def test_shadow_bulkhead_tasks(anyio_backend: str) -> None:
+    bulkhead = Bulkhead(2, max_queue=0, mode="metrics_only")
+    release = anyio.Event()
+    inside = []
+
+    async def hold(n: int) -> None:
+        inside.append(n)
+        await release.wait()
+
+    async with anyio.create_task_group() as tg:
+        for n in range(5):
+            tg.start_soon(bulkhead.acall, hold, n)
+        while len(inside) < 5:
+            await anyio.sleep(0)
+        assert bulkhead.in_flight == 5  # nobody rejected, nobody waiting
+        assert bulkhead.queued == 0
+        release.set()
+    assert bulkhead.in_flight == 0
+    async with bulkhead:
+        assert bulkhead.in_flight == 1
