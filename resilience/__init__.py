@@ -17,6 +17,7 @@ from ._pipeline import Pipeline
 from ._policy import Policy
 from ._ratelimit import TokenBucket
 from ._retry import Attempt, Retry
+from ._throttle import AdaptiveThrottle
 from ._timeout import Timeout, remaining
 from ._windows import CountWindow
 from .errors import (
@@ -25,10 +26,12 @@ from .errors import (
     ConfigError,
     RateLimited,
     ResilienceError,
+    Throttled,
     TimeoutExceeded,
 )
 
 __all__ = [
+    "AdaptiveThrottle",
     "Attempt",
     "Backoff",
     "BreakerMetrics",
@@ -54,6 +57,7 @@ __all__ = [
     "Retry",
     "RetryBudget",
     "SystemClock",
+    "Throttled",
     "Timeout",
     "TimeoutExceeded",
     "TokenBucket",

@@ -21,7 +21,7 @@ from ._breaker_core import (
     BreakerSettings,
     Permit,
 )
-from ._classify import judge
+from ._classify import failed, judge
 from ._clock import Clock
 from ._events import GLOBAL_LISTENERS, Event, emit
 from ._policy import AsyncRunner, Policy, Runner
@@ -35,7 +35,7 @@ from ._validation import (
     check_predicate,
 )
 from ._windows import INF, CountWindow
-from .errors import CircuitOpen, ResilienceError
+from .errors import CircuitOpen
 
 __all__ = ["CircuitBreaker"]
 
@@ -185,15 +185,7 @@ class CircuitBreaker(Policy):
         return failed, slow_after is not None and duration >= slow_after, duration
 
     def _judge_exception(self, exc: BaseException, start: float | None) -> _Verdict:
-        if (
-            not isinstance(exc, Exception)
-            # A refusal by a policy inside this breaker (a limiter, a bulkhead, another
-            # breaker) says nothing about the dependency: neither success nor failure.
-            or (isinstance(exc, ResilienceError) and exc._refusal)
-            or judge("ignore", self._ignore, exc, False)
-        ):
-            return self._judge(None, start)  # cancelled, interrupted, refused or ignored
-        return self._judge(judge("failure_on", self._failure_on, exc, True), start)
+        return self._judge(failed(exc, self._failure_on, self._ignore), start)
 
     def _judge_result(self, result: Any, start: float | None) -> _Verdict:
         failure_if = self._failure_if

@@ -11,7 +11,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["judge"]
+from .errors import ResilienceError
+
+__all__ = ["failed", "judge"]
 
 _log = logging.getLogger("resilience")
 
@@ -23,3 +25,21 @@ def judge(param: str, predicate: Callable[[Any], object], value: object, on_erro
     except Exception:
         _log.exception("%s raised on %r; treating it as %s", param, value, on_error)
         return on_error
+
+
+def failed(
+    exc: BaseException,
+    failure_on: Callable[[BaseException], object],
+    ignore: Callable[[BaseException], object],
+) -> bool | None:
+    """What an exception says about the dependency, for policies that count outcomes
+    (a breaker, a throttle): True (a failure), False (a success), or None (no outcome:
+    a cancellation or interruption, an ``ignore``d exception, or a refusal by a policy
+    inside, such as a limiter or a bulkhead, which says nothing about the dependency)."""
+    if (
+        not isinstance(exc, Exception)
+        or (isinstance(exc, ResilienceError) and exc._refusal)
+        or judge("ignore", ignore, exc, False)
+    ):
+        return None
+    return judge("failure_on", failure_on, exc, True)

@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "RateLimited",
     "ResilienceError",
+    "Throttled",
     "TimeoutExceeded",
 ]
 
@@ -82,6 +83,26 @@ class BulkheadFull(ResilienceError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.name, self.max_concurrent, self.max_queue), self.__dict__)
+
+
+class Throttled(ResilienceError):
+    """The adaptive throttle ``name`` rejected the call locally, with probability
+    ``probability``, because the dependency has been refusing requests lately.
+
+    ``retry_after`` is None: a throttled call is best not retried at once (the throttle
+    exists to take load off the dependency), so a Retry gives up on it.
+    """
+
+    def __init__(self, name: str | None, probability: float) -> None:
+        self.name = name
+        self.probability = probability
+        super().__init__(
+            f"adaptive throttle {name or '<unnamed>'} rejected the call locally "
+            f"(rejection probability {probability:.3f})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.probability), self.__dict__)
 
 
 class TimeoutExceeded(ResilienceError, TimeoutError):

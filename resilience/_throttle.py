@@ -1,0 +1,186 @@
+"""AdaptiveThrottle: the policy, its arguments, and thin sync/async drivers.
+
+Counting and the rejection rule belong to ``_throttle_core.ThrottleCore``; this module
+validates arguments, classifies outcomes (as a circuit breaker does), draws the random
+numbers, raises ``Throttled`` and emits events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from ._classify import failed, judge
+from ._clock import Clock
+from ._events import GLOBAL_LISTENERS
+from ._policy import AsyncRunner, Policy, Runner
+from ._random import make_random
+from ._throttle_core import ThrottleCore
+from ._validation import (
+    check_duration,
+    check_exception_filter,
+    check_mode,
+    check_number,
+    check_predicate,
+)
+from .errors import Throttled
+
+__all__ = ["AdaptiveThrottle"]
+
+
+class AdaptiveThrottle(Policy):
+    """Client-side adaptive throttling (Google SRE book): while the dependency refuses
+    requests, reject a share of calls locally, before they add to its load.
+
+    Over the last ``window`` seconds it counts requests (every call, including those it
+    rejects) and accepts (calls the dependency accepted), and rejects a call with
+    probability ``max(0, (requests - k * accepts) / (requests + 1))``, raising
+    :class:`~resilience.Throttled`. A call is *not accepted* when it raises one of
+    ``failure_on`` (and not one of ``ignore``) or returns a result ``failure_if``
+    matches; cancellations and refusals by policies inside count as nothing.
+
+    See the docs page "Adaptive throttle". Every argument is checked here; a bad one
+    raises ``ValueError`` or ``TypeError`` naming it.
+    """
+
+    kind = "adaptive_throttle"
+
+    def __init__(
+        self,
+        k: float = 2.0,
+        window: float | timedelta = 120.0,
+        *,
+        failure_on: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | Callable[[BaseException], bool] = (Exception,),
+        ignore: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | Callable[[BaseException], bool] = (),
+        failure_if: Callable[[Any], bool] | None = None,
+        mode: str = "enforce",
+        seed: int | None = None,
+        name: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(name, clock)
+        k_value = check_number("k", k)
+        if k_value < 1.0:
+            raise ValueError(
+                f"k must be at least 1 (below 1 it rejects calls the dependency would "
+                f"accept), got {k!r}"
+            )
+        self._window = check_duration("window", window, positive=True)
+        self._failure_on = check_exception_filter("failure_on", failure_on)
+        self._ignore = check_exception_filter("ignore", ignore)
+        self._failure_if = check_predicate("failure_if", failure_if)
+        self._shadow = check_mode(mode)
+        self._seed = seed
+        self._random = make_random(seed).random
+        self._core = ThrottleCore(k_value, self._window, self._clock.monotonic)
+        self._compose()
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def k(self) -> float:
+        """The multiplier: requests may reach about ``k`` times the accepts."""
+        return self._core.k
+
+    @property
+    def window(self) -> float:
+        """Seconds of history the counts cover."""
+        return self._window
+
+    @property
+    def mode(self) -> str:
+        """``enforce``, or ``metrics_only`` (shadow mode: never rejects a call)."""
+        return "metrics_only" if self._shadow else "enforce"
+
+    @property
+    def requests(self) -> int:
+        """Requests in the window: calls that ended with an outcome, and local rejections."""
+        return self._core.totals()[0]
+
+    @property
+    def accepts(self) -> int:
+        """Requests in the window that the dependency accepted."""
+        return self._core.totals()[1]
+
+    @property
+    def probability(self) -> float:
+        """The probability that a call made now is rejected locally."""
+        return self._core.probability()
+
+    def __repr__(self) -> str:
+        return f"AdaptiveThrottle(k={self.k!r}, window={self._window!r}, name={self.name!r})"
+
+    # -- deciding and counting -------------------------------------------------------------
+
+    def _rejected(self, probability: float) -> Throttled:
+        if GLOBAL_LISTENERS or self._listeners:
+            self._emit_event("rejected", probability=probability)
+        return Throttled(self.name, probability)
+
+    def _admit(self) -> bool:
+        """Whether the call goes ahead (raises ``Throttled`` when it does not). In shadow
+        mode a would-be rejection is reported, and the call goes ahead and is counted."""
+        draw = self._random()
+        if self._shadow:
+            probability = self._core.admit(draw, count=False)
+            if probability is not None:
+                self._rejected(probability)
+            return True
+        probability = self._core.admit(draw)
+        if probability is not None:
+            raise self._rejected(probability)
+        return True
+
+    def _record_exception(self, exc: BaseException) -> None:
+        outcome = failed(exc, self._failure_on, self._ignore)
+        if outcome is not None:
+            self._core.record(not outcome)
+
+    def _record_result(self, result: Any) -> None:
+        check = self._failure_if
+        self._core.record(check is None or not judge("failure_if", check, result, True))
+
+    # -- drivers -------------------------------------------------------------------------
+
+    def _sync_runner(self, inner: Runner) -> Runner:
+        admit, record_exception, record_result = (
+            self._admit,
+            self._record_exception,
+            self._record_result,
+        )
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            admit()
+            try:
+                result = inner(*args, **kwargs)
+            except BaseException as exc:
+                record_exception(exc)
+                raise
+            record_result(result)
+            return result
+
+        return run
+
+    def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
+        admit, record_exception, record_result = (
+            self._admit,
+            self._record_exception,
+            self._record_result,
+        )
+
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            admit()
+            try:
+                result = await inner(*args, **kwargs)
+            except BaseException as exc:
+                record_exception(exc)
+                raise
+            record_result(result)
+            return result
+
+        return run
