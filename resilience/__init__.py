@@ -20,6 +20,7 @@ from ._retry import Attempt, Retry
 from ._throttle import AdaptiveThrottle
 from ._timeout import Timeout, remaining
 from ._windows import CountWindow
+from .config import Registry
 from .errors import (
     BulkheadFull,
     CircuitOpen,
@@ -53,6 +54,7 @@ __all__ = [
     "Pipeline",
     "Policy",
     "RateLimited",
+    "Registry",
     "ResilienceError",
     "Retry",
     "RetryBudget",

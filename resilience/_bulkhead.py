@@ -175,15 +175,9 @@ class Bulkhead(Policy):
         # Shadow mode lets a call that finds no free slot in at once, over the limit
         # (ElasticCore counts it). Only the slow path (_acquire) looks at the flag.
         self._shadow = check_mode(mode)
-        self._max_concurrent = check_positive_int("max_concurrent", max_concurrent)
-        self._max_queue = check_positive_int("max_queue", max_queue, minimum=0)
-        wait = None if max_wait is None else check_duration("max_wait", max_wait)
-        if wait is not None and wait > threading.TIMEOUT_MAX:  # a lock's timeout can't be more
-            raise ValueError(
-                f"max_wait must be at most {threading.TIMEOUT_MAX:g} (threading.TIMEOUT_MAX), "
-                f"got {max_wait!r}"
-            )
-        self._max_wait = wait
+        self._max_concurrent, self._max_queue, self._max_wait = _limits(
+            max_concurrent, max_queue, max_wait
+        )
         self._core = self._make_core()
         self._blocks: list[None] = []  # see "context managers" below
         self._held: contextvars.ContextVar[tuple[float | None, ...]] = contextvars.ContextVar(
@@ -197,6 +191,16 @@ class Bulkhead(Policy):
         return BulkheadCore(self._max_concurrent, self._max_queue)
 
     # -- configuration and counts ----------------------------------------------------------
+
+    def _configure(
+        self, max_concurrent: int, max_queue: int = 0, max_wait: float | timedelta | None = None
+    ) -> None:
+        """New limits, in place (``Registry.reload``): running and queued calls keep their
+        place; with fewer slots than running calls, the next releases pay the difference."""
+        concurrent, queue, wait = _limits(max_concurrent, max_queue, max_wait)
+        self._max_wait = wait
+        self._max_concurrent, self._max_queue = concurrent, queue
+        self._core.resize(concurrent, queue)
 
     @property
     def mode(self) -> str:
@@ -494,3 +498,17 @@ class Bulkhead(Policy):
     ) -> None:
         # Releasing never waits, so leaving an async block is leaving a sync one.
         self.__exit__(exc_type, exc, tb)
+
+
+def _limits(
+    max_concurrent: object, max_queue: object, max_wait: object
+) -> tuple[int, int, float | None]:
+    concurrent = check_positive_int("max_concurrent", max_concurrent)
+    queue = check_positive_int("max_queue", max_queue, minimum=0)
+    wait = None if max_wait is None else check_duration("max_wait", max_wait)
+    if wait is not None and wait > threading.TIMEOUT_MAX:  # a lock's timeout can't be more
+        raise ValueError(
+            f"max_wait must be at most {threading.TIMEOUT_MAX:g} (threading.TIMEOUT_MAX), "
+            f"got {max_wait!r}"
+        )
+    return concurrent, queue, wait

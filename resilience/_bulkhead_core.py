@@ -31,6 +31,12 @@ then looks at the pool (``_grant``, under the lock). Whichever comes second sees
 
 A caller that sees an empty queue and pops a slot may overtake a waiter that enqueued
 after it looked: it arrived first, so FIFO order (by arrival) still holds.
+
+Resizing (``resize``, for a config reload) keeps every path above as it is. Growing
+adds free slots (granting them to waiters). Shrinking takes free slots away; slots
+that are in use cannot be taken, so for each of them a *debt* (a waiter that never
+runs) joins the front of the queue: the next slots released go to the debts and so
+vanish, and while debts remain the lock-free paths see a queue and step aside.
 """
 
 from __future__ import annotations
@@ -61,16 +67,26 @@ class Waiter:
 W = TypeVar("W", bound=Waiter)
 
 
+class _Debt(Waiter):
+    """A slot owed after the bulkhead shrank: the slot granted to it is gone for good."""
+
+    __slots__ = ()
+
+    def wake(self) -> bool:
+        return True  # nothing sleeps here
+
+
 class BulkheadCore:
     """``max_concurrent`` slots and a queue of at most ``max_queue`` waiters."""
 
-    __slots__ = ("_lock", "free", "max_concurrent", "max_queue", "waiters")
+    __slots__ = ("_debts", "_lock", "free", "max_concurrent", "max_queue", "waiters")
 
     def __init__(self, max_concurrent: int, max_queue: int) -> None:
         self.max_concurrent = max_concurrent
         self.max_queue = max_queue
         self.free: list[None] = [None] * max_concurrent
         self.waiters: OrderedDict[Waiter, None] = OrderedDict()
+        self._debts = 0  # _Debt waiters in the queue
         self._lock = threading.Lock()
 
     # -- counts (snapshots, read without the lock) -------------------------------------
@@ -78,11 +94,42 @@ class BulkheadCore:
     @property
     def in_flight(self) -> int:
         """Slots taken: by running calls, or granted to waiters about to run."""
-        return self.max_concurrent - len(self.free)
+        return self.max_concurrent + self._debts - len(self.free)
 
     @property
     def queued(self) -> int:
-        return len(self.waiters)
+        return len(self.waiters) - self._debts
+
+    # -- resizing --------------------------------------------------------------------
+
+    def resize(self, max_concurrent: int, max_queue: int) -> None:
+        """New limits, in place. Calls running or queued keep their place; when there
+        are fewer slots than running calls, the next releases pay the difference."""
+        woken: list[Waiter] = []
+        with self._lock:
+            self.max_queue = max_queue
+            change = max_concurrent - self.max_concurrent
+            self.max_concurrent = max_concurrent
+            waiters = self.waiters
+            while change > 0 and self._debts:  # owed slots first: cancel debts
+                debt = next(w for w in waiters if isinstance(w, _Debt))
+                del waiters[debt]
+                self._debts -= 1
+                change -= 1
+            if change > 0:
+                self.free.extend([None] * change)
+                self._grant(woken)
+            while change < 0:
+                try:
+                    self.free.pop()
+                except IndexError:  # in use: owed by whoever releases next
+                    debt = _Debt()
+                    waiters[debt] = None
+                    waiters.move_to_end(debt, last=False)
+                    self._debts += 1
+                change += 1
+        if woken:
+            self._wake(woken)
 
     # -- acquiring -----------------------------------------------------------------------
 
@@ -122,7 +169,7 @@ class BulkheadCore:
                 pass
             else:
                 return True
-        if len(waiters) >= self.max_queue:
+        if len(waiters) - self._debts >= self.max_queue:
             return False
         waiter = make_waiter()
         waiters[waiter] = None
@@ -170,7 +217,10 @@ class BulkheadCore:
                 break
             waiter = waiters.popitem(last=False)[0]
             waiter.granted = True
-            woken.append(waiter)
+            if type(waiter) is _Debt:
+                self._debts -= 1  # paid: the slot is gone
+            else:
+                woken.append(waiter)
 
     def _wake(self, woken: list[Waiter]) -> None:
         """Outside the lock: wake granted waiters. A waiter that can never run again
@@ -217,11 +267,13 @@ class ElasticCore(BulkheadCore):
             self.debt += 1
             self._pay()
 
-    def resize(self, max_concurrent: int) -> None:
-        """Change the limit. A lower one takes free slots away, and slots of running
-        calls as they come back; a higher one adds free slots, granted to waiters first."""
+    def resize(self, max_concurrent: int, max_queue: int) -> None:
+        """Change the limits. A lower one takes free slots away, and slots of running
+        calls as they come back (a debt, which this core counts anyway); a higher one
+        adds free slots, granted to waiters first."""
         woken: list[Waiter] = []
         with self._lock:
+            self.max_queue = max_queue
             change = max_concurrent - self.max_concurrent
             self.max_concurrent = max_concurrent
             if change > 0:

@@ -46,6 +46,20 @@ class Fallback(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name, clock)
+        self._configure(value, handler=handler, on=on, if_result=if_result)
+        self._compose()
+
+    def _configure(
+        self,
+        value: Any = _MISSING,
+        *,
+        handler: Callable[[Any], Any] | None = None,
+        on: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | Callable[[BaseException], bool] = (Exception,),
+        if_result: Callable[[Any], bool] | None = None,
+    ) -> None:
+        """Set every setting (the constructor's, and ``Registry.reload``'s in place)."""
         if handler is not None and not callable(handler):
             raise TypeError(f"handler must be a callable or None, got {handler!r}")
         if (value is _MISSING) == (handler is None):
@@ -53,12 +67,14 @@ class Fallback(Policy):
                 "Fallback needs exactly one of value and handler, got "
                 + ("both" if handler is not None else "neither")
             )
+        checked_on = check_exception_filter("on", on)
+        checked_if_result = check_predicate("if_result", if_result)
         self.value = value
         self.handler = handler
         self._async_handler = handler is not None and inspect.iscoroutinefunction(handler)
-        self._on = check_exception_filter("on", on)
-        self._if_result = check_predicate("if_result", if_result)
-        self._compose()
+        self._on = checked_on
+        self._if_result = checked_if_result
+        self._rebind(on=checked_on)
 
     def _substitute(self, reason: Any, exception: BaseException | None) -> Any:
         """The replacement (possibly an awaitable from an async handler) and its event."""
@@ -86,7 +102,7 @@ class Fallback(Policy):
                 return self._sync_value(substitute(result, None))
             return result
 
-        return run
+        return self._track(run)
 
     def _sync_value(self, value: Any) -> Any:
         if self._async_handler or inspect.isawaitable(value):
@@ -115,7 +131,7 @@ class Fallback(Policy):
                 value = substitute(result, None)
             return await value if inspect.isawaitable(value) else value
 
-        return run
+        return self._track(run)
 
     def __repr__(self) -> str:
         what = f"handler={self.handler!r}" if self.handler is not None else f"value={self.value!r}"

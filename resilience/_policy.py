@@ -21,6 +21,13 @@ need.
 positional argument. A policy that looks at the call's arguments (a keyed policy) must
 skip it there: ``composing_call_chain()`` tells it, while ``Policy._compose`` (the only
 place that builds that chain) is composing.
+
+Reconfiguring in place (``Registry.reload``). A runner reads what can change either
+from its policy's attributes or from objects it shares with the policy (a breaker's
+backend), so changing those changes every runner. A value a runner captured in its
+closure (a timeout's seconds) is changed by ``_rebind``, which rewrites that closure
+cell in every runner the policy built (``_track``): the call path stays exactly what it
+was, with no attribute lookup or indirection added for the sake of reloads.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeAlias, TypeVar, overload
 
@@ -106,6 +114,25 @@ class Policy:
     def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
         """The async twin of ``_sync_runner``: ``await run(*args, **kwargs)``."""
         raise NotImplementedError
+
+    def _track(self, runner: F) -> F:
+        """Remember ``runner`` (built by this policy) so that ``_rebind`` can reach it."""
+        built: weakref.WeakSet[Callable[..., Any]] | None = self.__dict__.get("_built")
+        if built is None:
+            built = weakref.WeakSet()
+            self.__dict__["_built"] = built
+        built.add(runner)
+        return runner
+
+    def _rebind(self, **values: Any) -> None:
+        """Give every runner this policy built (and tracked) new values for the closure
+        variables named in ``values``; runners without such a variable are left alone."""
+        built: weakref.WeakSet[Callable[..., Any]] | None = self.__dict__.get("_built")
+        for runner in list(built or ()):
+            code, cells = runner.__code__, runner.__closure__ or ()
+            for name, value in values.items():
+                if name in code.co_freevars:
+                    cells[code.co_freevars.index(name)].cell_contents = value
 
     def _compose(self) -> None:
         _composition.call_chain = True

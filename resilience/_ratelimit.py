@@ -56,7 +56,7 @@ class TokenBucket(Policy):
         # Shadow mode: the bucket decides as usual, but a call it would refuse (or make
         # wait) runs at once. Only the slow path (_settle) looks at it.
         self._shadow = check_mode(mode)
-        self._max_wait = math.inf if max_wait is None else check_duration("max_wait", max_wait)
+        self._max_wait = _check_max_wait(max_wait)
         #: The name of the shared state (the limiter's name unless given).
         self.key: str | None = _check_key(key) if key is not None else self.name
         if store is None:
@@ -100,6 +100,24 @@ class TokenBucket(Policy):
             f"TokenBucket(rate={s.rate!r}, per={s.per!r}, burst={s.burst!r}, "
             f"max_wait={self._max_wait!r}, name={self.name!r})"
         )
+
+    def _configure(
+        self,
+        rate: float,
+        per: float | timedelta = 1.0,
+        burst: float | None = None,
+        max_wait: float | timedelta | None = 0.0,
+    ) -> None:
+        """A new shape and wait for this limiter, in place (``Registry.reload``): the
+        tokens free now stay free (up to the new burst)."""
+        settings = _settings(rate, per, burst)
+        wait = _check_max_wait(max_wait)
+        if settings != self._backend.settings:
+            self._backend.configure(settings)
+        if wait != self._max_wait:
+            self._max_wait = wait
+            self._take = self._backend.taker(1.0, wait)
+            self._rebind(take=self._take, max_wait=wait)
 
     # -- the slow path: events, waiting, refusing --------------------------------------
 
@@ -244,7 +262,7 @@ class TokenBucket(Policy):
                 settle(decision)
             return inner(*args, **kwargs)
 
-        return run
+        return self._track(run)
 
     def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
         asettle = self._asettle
@@ -258,7 +276,7 @@ class TokenBucket(Policy):
                     await asettle(decision)
                 return await inner(*args, **kwargs)
 
-            return run
+            return self._track(run)
 
         aacquire, max_wait = self._backend.aacquire, self._max_wait
 
@@ -268,7 +286,7 @@ class TokenBucket(Policy):
                 await asettle(decision)
             return await inner(*args, **kwargs)
 
-        return run_blocking_backend
+        return self._track(run_blocking_backend)
 
 
 def _settings(rate: object, per: object, burst: object) -> LimiterSettings:
@@ -283,6 +301,10 @@ def _settings(rate: object, per: object, burst: object) -> LimiterSettings:
         if burst_value < 1:
             raise ValueError(f"burst must be at least 1 (a call takes one token), got {burst!r}")
     return LimiterSettings(rate=rate_value, per=per_value, burst=burst_value)
+
+
+def _check_max_wait(max_wait: object) -> float:
+    return math.inf if max_wait is None else check_duration("max_wait", max_wait)
 
 
 def _check_key(key: object) -> str:

@@ -147,7 +147,23 @@ class Retry(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name, clock)
-        self.attempts = check_positive_int("attempts", attempts)
+        self._configure(attempts, backoff, retry_on, retry_if_result, deadline, budget)
+        self._compose()
+
+    def _configure(
+        self,
+        attempts: int = 3,
+        backoff: Backoff | None = None,
+        retry_on: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | Callable[[BaseException], bool] = (Exception,),
+        retry_if_result: Callable[[Any], bool] | None = None,
+        deadline: float | timedelta | None = None,
+        budget: RetryBudgetLike | None = None,
+    ) -> None:
+        """Set every setting (the constructor's, and ``Registry.reload``'s in place): the
+        runners read them on each decision, so calls starting from now on use them."""
+        checked_attempts = check_positive_int("attempts", attempts)
         if backoff is None:
             backoff = Exponential(base=0.1, factor=2.0, max=10.0, jitter="full")
         elif isinstance(backoff, type) or not isinstance(backoff, Backoff):
@@ -155,16 +171,19 @@ class Retry(Policy):
                 f"backoff must be a backoff strategy (Constant, Linear, Exponential, "
                 f"DecorrelatedJitter), got {backoff!r}"
             )
-        self.backoff = backoff
-        self._retry_on = check_exception_filter("retry_on", retry_on)
-        self._retry_if_result = check_predicate("retry_if_result", retry_if_result)
-        self.deadline = (
+        checked_retry_on = check_exception_filter("retry_on", retry_on)
+        checked_if_result = check_predicate("retry_if_result", retry_if_result)
+        checked_deadline = (
             None if deadline is None else check_duration("deadline", deadline, positive=True)
         )
         if budget is not None and not isinstance(budget, RetryBudgetLike):
             raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
+        self.attempts = checked_attempts
+        self.backoff = backoff
+        self._retry_on = checked_retry_on
+        self._retry_if_result = checked_if_result
+        self.deadline = checked_deadline
         self.budget = budget
-        self._compose()
 
     def _emit(
         self,

@@ -47,13 +47,7 @@ class Timeout(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name, clock)
-        value = check_duration("seconds", seconds, positive=True)
-        if value > threading.TIMEOUT_MAX:
-            raise ValueError(
-                f"seconds must be at most {threading.TIMEOUT_MAX:g} (threading.TIMEOUT_MAX), "
-                f"got {seconds!r}"
-            )
-        self._seconds = value
+        self._seconds = _check_seconds(seconds)
         self._lock = threading.Lock()  # guards _abandoned and the abandonment of a job
         self._abandoned = 0
         self._compose()
@@ -62,6 +56,12 @@ class Timeout(Policy):
     def seconds(self) -> float:
         """The time limit of one call, in seconds."""
         return self._seconds
+
+    def _configure(self, seconds: float | timedelta) -> None:
+        """A new time limit for calls that start from now on (``Registry.reload``)."""
+        value = _check_seconds(seconds)
+        self._seconds = value
+        self._rebind(seconds=value)
 
     @property
     def abandoned(self) -> int:
@@ -144,7 +144,7 @@ class Timeout(Policy):
             finally:
                 del error
 
-        return run
+        return self._track(run)
 
     def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
         seconds = self._seconds
@@ -177,7 +177,17 @@ class Timeout(Policy):
             # passed. A cancellation from an enclosing scope propagates out of the block.
             raise timed_out(wait)
 
-        return run
+        return self._track(run)
+
+
+def _check_seconds(seconds: object) -> float:
+    value = check_duration("seconds", seconds, positive=True)
+    if value > threading.TIMEOUT_MAX:
+        raise ValueError(
+            f"seconds must be at most {threading.TIMEOUT_MAX:g} (threading.TIMEOUT_MAX), "
+            f"got {seconds!r}"
+        )
+    return value
 
 
 # -- the worker pool ----------------------------------------------------------------

@@ -3,13 +3,61 @@
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 from collections.abc import Sequence
 
 from . import CircuitBreaker, CircuitOpen, Constant, Event, Pipeline, Retry, listen
+from .config import ENV_PREFIX, Registry
+from .errors import ConfigError
 
 __all__ = ["main"]
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Rows under headers, in columns as wide as their widest cell."""
+    lines = [headers, *rows]
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    """Read a config file, build its pipelines, and print them (or the first error)."""
+    try:
+        registry = Registry.from_file(args.file, env={} if args.no_env else None)
+    except ConfigError as exc:
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{args.file}: cannot read it: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    rows = []
+    for name in registry:
+        for position, policy in enumerate(registry.describe(name), start=1):
+            rows.append(
+                [
+                    name if position == 1 else "",
+                    str(position),
+                    policy.entry,
+                    policy.name,
+                    policy.show(),
+                ]
+            )
+    print(table(["PIPELINE", "#", "POLICY", "NAME", "SETTINGS"], rows))
+    store = registry.store
+    if store is not None:
+        print(f"store: {store!r}")
+    count = len(registry)
+    overrides = [] if args.no_env else [v for v in os.environ if v.startswith(ENV_PREFIX)]
+    print(
+        f"{args.file}: OK, {count} pipeline{'' if count == 1 else 's'}"
+        + (f", with {len(overrides)} environment override(s)" if overrides else "")
+    )
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -65,6 +113,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--calls", type=int, default=30, help="number of calls (default 30)")
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     demo.set_defaults(run=_demo)
+    check = commands.add_parser(
+        "check-config",
+        help="check a config file and print its pipelines",
+        description="Check a config file (TOML, YAML or JSON) and print the pipelines it "
+        "defines, with every setting in force. Exits with 1 and the error on bad input.",
+    )
+    check.add_argument("file", help="the config file")
+    check.add_argument(
+        "--no-env", action="store_true", help="ignore RESILIENCE__* environment overrides"
+    )
+    check.set_defaults(run=_check_config)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

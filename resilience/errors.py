@@ -124,13 +124,18 @@ class TimeoutExceeded(ResilienceError, TimeoutError):
 
 
 class ConfigError(ResilienceError):
-    """A configuration value is wrong: ``path`` names the key, ``value`` the bad value."""
+    """A configuration value is wrong: ``path`` names the key
+    (``pipelines.payments.retry.attempts``), ``value`` the bad value, ``expected`` what
+    would have been right, and ``hint`` (or None) a likely fix, such as the known key
+    closest to a misspelt one."""
 
-    def __init__(self, path: str, value: object, expected: str) -> None:
+    def __init__(self, path: str, value: object, expected: str, hint: str | None = None) -> None:
         self.path = path
         self.value = value
         self.expected = expected
-        super().__init__(f"{path}: expected {expected}, got {value!r}")
+        self.hint = hint
+        message = f"{path}: expected {expected}, got {value!r}"
+        super().__init__(f"{message}; {hint}" if hint else message)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.path, self.value, self.expected), self.__dict__)
+        return (type(self), (self.path, self.value, self.expected, self.hint), self.__dict__)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,90 @@ def test_python_dash_m_resilience_without_command_fails() -> None:
     )
     assert proc.returncode == 2
     assert "usage" in proc.stderr
+
+
+# -- check-config ---------------------------------------------------------------------------
+
+COMMAND = Path(sys.executable).parent / "resilience"
+
+
+def run_command(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
+    """The installed ``resilience`` command, as a user runs it."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RESILIENCE__")}
+    environment.update(env or {})
+    return subprocess.run(
+        [str(COMMAND), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=environment,
+    )
+
+
+def test_check_config_prints_the_resolved_pipelines(tmp_path: Path) -> None:
+    path = tmp_path / "resilience.toml"
+    path.write_text(
+        "[defaults.circuit_breaker]\nminimum_calls = 20\n\n"
+        "[pipelines.payments]\n"
+        'retry = { attempts = 3, backoff = "100ms" }\n'
+        "circuit_breaker = { failure_rate = 0.25 }\n"
+        'timeout = "2s"\n\n'
+        "[pipelines.search]\n"
+        'token_bucket = { rate = "6000/m", burst = 20 }\n'
+    )
+    proc = run_command("check-config", str(path))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["PIPELINE", "#", "POLICY", "NAME", "SETTINGS"]
+    rows = [line.split(None, 4) for line in lines[1:4]]
+    assert rows[0][:4] == ["payments", "1", "retry", "payments"]
+    assert "attempts=3" in rows[0][4]
+    assert "backoff=constant(delay=100ms, max=10s)" in rows[0][4]
+    assert "failure_rate=0.25 minimum_calls=20" in lines[2]
+    assert "seconds=2s" in lines[3]
+    assert "rate=6000 per=1m burst=20" in lines[4]
+    assert lines[-1] == f"{path}: OK, 2 pipelines"
+    assert proc.stderr == ""
+
+
+def test_check_config_applies_and_reports_environment_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "resilience.toml"
+    path.write_text('[pipelines.p]\ntimeout = "2s"\n')
+    env = {"RESILIENCE__PIPELINES__P__TIMEOUT": "5s"}
+    proc = run_command("check-config", str(path), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "seconds=5s" in proc.stdout
+    assert "with 1 environment override(s)" in proc.stdout
+    proc = run_command("check-config", "--no-env", str(path), env=env)
+    assert "seconds=2s" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[pipelines.p]\nretry = { atempts = 2 }\n",
+            "pipelines.p.retry.atempts: expected a retry setting: one of attempts,",
+        ),
+        ('[pipelines.p]\ntimeout = "2 parsecs"\n', "pipelines.p.timeout: expected a duration"),
+        ("[pipelines.p\n", "expected a valid TOML document"),
+    ],
+)
+def test_check_config_exits_1_with_the_config_error(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    proc = run_command("check-config", str(path))
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.startswith(f"{path}: ")
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_check_config_of_a_missing_file(tmp_path: Path) -> None:
+    proc = run_command("check-config", str(tmp_path / "nope.toml"))
+    assert proc.returncode == 1
+    assert "cannot read it: No such file or directory" in proc.stderr

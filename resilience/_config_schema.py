@@ -1,0 +1,478 @@
+"""What each policy kind accepts in a config file, and how a checked table becomes a
+policy (``build``) or changes a live one (``apply``).
+
+A policy's config table is read into *settings*: the constructor's arguments as plain,
+comparable values (seconds as floats, exception classes as their names, a backoff as a
+small table), with every argument the table leaves out at the constructor's default.
+Settings are what ``check-config`` prints and what ``Registry.reload`` compares.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._backoff import Backoff, Constant, DecorrelatedJitter, Exponential, Linear
+from ._breaker import CircuitBreaker
+from ._budget import RetryBudget
+from ._bulkhead import Bulkhead
+from ._clock import Clock
+from ._config_values import (
+    check_keys,
+    exception_types,
+    format_duration,
+    read_bool,
+    read_duration,
+    read_exceptions,
+    read_fraction,
+    read_int,
+    read_number,
+    read_optional,
+    read_rate,
+    read_str,
+    read_table,
+)
+from ._fallback import Fallback
+from ._policy import Policy
+from ._ratelimit import TokenBucket
+from ._retry import Retry
+from ._timeout import Timeout
+from ._windows import CountWindow
+from .errors import ConfigError
+
+__all__ = ["KINDS", "PolicySpec", "apply", "build", "read_policy", "show"]
+
+#: Policy kinds, in the recommended order (outermost first).
+KINDS = ("fallback", "retry", "circuit_breaker", "token_bucket", "bulkhead", "timeout")
+_CLASSES: dict[str, type[Policy]] = {
+    "fallback": Fallback,
+    "retry": Retry,
+    "circuit_breaker": CircuitBreaker,
+    "token_bucket": TokenBucket,
+    "bulkhead": Bulkhead,
+    "timeout": Timeout,
+}
+#: Keys that are not constructor arguments: whether to use the registry's store.
+_SHAREABLE = frozenset({"circuit_breaker", "token_bucket"})
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """One policy of a pipeline, read and checked."""
+
+    path: str  # "pipelines.payments.retry"
+    entry: str  # the key in the pipeline's table
+    kind: str
+    name: str
+    settings: Mapping[str, Any]
+    shared: bool = False
+
+
+@dataclass(frozen=True)
+class OpenSteps:
+    """``open_for = ["10s", "30s", "2m"]``: the n-th open in a row lasts the n-th duration
+    (the last one from then on). Comparable, so stores can tell settings apart."""
+
+    steps: tuple[float, ...]
+
+    def __call__(self, consecutive_opens: int) -> float:
+        return self.steps[min(max(consecutive_opens, 1), len(self.steps)) - 1]
+
+
+# -- readers of composite values ---------------------------------------------------------
+
+_BACKOFFS: dict[str, type[Any]] = {
+    "constant": Constant,
+    "linear": Linear,
+    "exponential": Exponential,
+    "decorrelated_jitter": DecorrelatedJitter,
+}
+_JITTERS = ("none", "full", "equal")
+
+
+def _read_positive_duration(path: str, value: Any) -> float:
+    return read_duration(path, value, positive=True)
+
+
+def _read_jitter(path: str, value: Any) -> str:
+    if value not in _JITTERS:
+        raise ConfigError(path, value, 'one of "none", "full", "equal"')
+    return str(value)
+
+
+def _read_factor(path: str, value: Any) -> float:
+    factor = read_number(path, value, "a number of at least 1")
+    if factor < 1:
+        raise ConfigError(path, value, "a number of at least 1")
+    return factor
+
+
+_BACKOFF_KEYS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
+    "constant": {"delay": read_duration, "max": read_optional(read_duration)},
+    "linear": {
+        "base": read_duration,
+        "step": read_duration,
+        "max": read_optional(read_duration),
+    },
+    "exponential": {
+        "base": read_duration,
+        "factor": _read_factor,
+        "max": read_optional(read_duration),
+        "jitter": _read_jitter,
+    },
+    "decorrelated_jitter": {"base": read_duration, "max": read_optional(read_duration)},
+}
+
+
+def _defaults_of(cls: type[Any], keys: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor defaults of ``cls`` for ``keys`` (required ones left out)."""
+    parameters = inspect.signature(cls).parameters
+    return {
+        key: parameters[key].default
+        for key in keys
+        if parameters[key].default is not inspect.Parameter.empty
+    }
+
+
+def _read_backoff(path: str, value: Any) -> dict[str, Any]:
+    """A table ``{kind = "exponential", base = "100ms", ...}``, or a duration: constant."""
+    if not isinstance(value, Mapping):
+        value = {"kind": "constant", "delay": read_duration(path, value)}
+    table = read_table(path, value)
+    kind = table.get("kind")
+    if not isinstance(kind, str) or kind not in _BACKOFFS:
+        raise ConfigError(f"{path}.kind", kind, f"a backoff kind: one of {', '.join(_BACKOFFS)}")
+    keys = _BACKOFF_KEYS[kind]
+    check_keys(path, table, ["kind", *keys], f"a setting of a {kind} backoff")
+    params = _defaults_of(_BACKOFFS[kind], keys)
+    for key, read in keys.items():
+        if key in table:
+            params[key] = read(f"{path}.{key}", table[key])
+        elif key not in params:
+            raise ConfigError(f"{path}.{key}", None, f"a value: a {kind} backoff needs {key}")
+    try:
+        backoff = _BACKOFFS[kind](**params)
+    except (ValueError, TypeError) as exc:  # e.g. max below base
+        key = "max" if "max" in str(exc).split(" ", 1)[0] else "kind"
+        raise ConfigError(f"{path}.{key}", table.get(key), f"a value that fits ({exc})") from None
+    return _describe_backoff(backoff)  # with the max it actually uses
+
+
+def _read_budget(path: str, value: Any) -> dict[str, Any]:
+    table = read_table(path, value)
+    keys: dict[str, Callable[[str, Any], Any]] = {
+        "ratio": read_fraction,
+        "min_per_second": _read_non_negative,
+        "window": _read_positive_duration,
+    }
+    check_keys(path, table, keys, "a setting of a retry budget")
+    result = _defaults_of(RetryBudget, keys)
+    for key, read in keys.items():
+        if key in table:
+            result[key] = read(f"{path}.{key}", table[key])
+    return result
+
+
+def _read_non_negative(path: str, value: Any) -> float:
+    number = read_number(path, value, "a number of at least 0")
+    if number < 0:
+        raise ConfigError(path, value, "a number of at least 0")
+    return number
+
+
+def _read_window(path: str, value: Any) -> float | dict[str, int]:
+    """A duration (a time window), or ``{calls = 100}`` (the last 100 calls)."""
+    if isinstance(value, Mapping):
+        table = read_table(path, value)
+        check_keys(path, table, ["calls"], "a count window: calls")
+        if "calls" not in table:
+            raise ConfigError(f"{path}.calls", None, "the number of calls the window holds")
+        return {"calls": read_int(f"{path}.calls", table["calls"])}
+    return read_duration(path, value, positive=True)
+
+
+def _read_open_for(path: str, value: Any) -> float | tuple[float, ...]:
+    """A duration, or a list of them: the n-th open in a row lasts the n-th one."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ConfigError(path, value, "a duration, or a non-empty list of durations")
+        return tuple(read_duration(f"{path}[{i}]", item) for i, item in enumerate(value))
+    return read_duration(path, value)
+
+
+def _read_burst(path: str, value: Any) -> float:
+    burst = read_number(path, value, "a number of tokens of at least 1")
+    if burst < 1:
+        raise ConfigError(path, value, "a number of tokens of at least 1")
+    return burst
+
+
+def _read_any(path: str, value: Any) -> Any:
+    return value
+
+
+def _read_rate_value(path: str, value: Any) -> tuple[float, float | None]:
+    return read_rate(path, value)
+
+
+#: Every kind's keys and their readers (``name`` and ``shared`` are added below).
+_KEYS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
+    "circuit_breaker": {
+        "failure_rate": read_optional(read_fraction),
+        "minimum_calls": read_int,
+        "consecutive_failures": read_optional(read_int),
+        "window": _read_window,
+        "slow_call_duration": read_optional(_read_positive_duration),
+        "slow_call_rate": read_fraction,
+        "open_for": _read_open_for,
+        "half_open_calls": read_int,
+        "failure_on": read_exceptions,
+        "ignore": read_exceptions,
+    },
+    "retry": {
+        "attempts": read_int,
+        "backoff": _read_backoff,
+        "retry_on": read_exceptions,
+        "deadline": read_optional(_read_positive_duration),
+        "budget": read_optional(_read_budget),
+    },
+    "timeout": {"seconds": _read_positive_duration},
+    "token_bucket": {
+        "rate": _read_rate_value,
+        "per": _read_positive_duration,
+        "burst": read_optional(_read_burst),
+        "max_wait": read_optional(read_duration),
+        "key": read_optional(read_str),
+    },
+    "bulkhead": {
+        "max_concurrent": read_int,
+        "max_queue": lambda path, value: read_int(path, value, minimum=0),
+        "max_wait": read_optional(read_duration),
+    },
+    "fallback": {"value": _read_any, "on": read_exceptions},
+}
+
+#: Constructor arguments that only code can give (callables), and why config cannot.
+_CODE_ONLY = {
+    "failure_if": "a callable: set it in code",
+    "retry_if_result": "a callable: set it in code",
+    "handler": "a callable: set it in code",
+    "if_result": "a callable: set it in code",
+    "store": 'the registry\'s [store] section, with "shared = true"',
+    "clock": "set in code (Registry.from_dict(..., clock=...))",
+}
+
+
+def _names(types: Any) -> tuple[str, ...]:
+    return tuple(t.__name__ for t in types)
+
+
+def _plain_defaults(kind: str) -> dict[str, Any]:
+    """The constructor's defaults, as settings."""
+    defaults = _defaults_of(_CLASSES[kind], _KEYS[kind])
+    for key in ("failure_on", "ignore", "retry_on", "on"):
+        if key in defaults:
+            default = defaults[key]
+            defaults[key] = _names(default if isinstance(default, tuple) else (default,))
+    if kind == "retry":
+        defaults["backoff"] = _describe_backoff(Retry().backoff)
+    if kind == "fallback":
+        defaults.pop("value", None)  # required in config: there is no handler there
+    return defaults
+
+
+def _describe_backoff(backoff: Backoff) -> dict[str, Any]:
+    """A built-in backoff as settings (its private attributes hold its arguments)."""
+    for kind, cls in _BACKOFFS.items():
+        if type(backoff) is cls:
+            described: dict[str, Any] = {"kind": kind}
+            for key in _BACKOFF_KEYS[kind]:
+                described[key] = backoff.max if key == "max" else getattr(backoff, f"_{key}")
+            return described
+    raise TypeError(f"not a built-in backoff: {backoff!r}")  # pragma: no cover
+
+
+_DEFAULTS = {kind: _plain_defaults(kind) for kind in KINDS}
+_REQUIRED = {
+    "timeout": ("seconds",),
+    "token_bucket": ("rate",),
+    "bulkhead": ("max_concurrent",),
+    "fallback": ("value",),
+}
+
+
+# -- reading a policy's table --------------------------------------------------------------
+
+
+def allowed_keys(kind: str, *, in_defaults: bool) -> list[str]:
+    keys = list(_KEYS[kind])
+    if kind in _SHAREABLE:
+        keys.append("shared")
+    if not in_defaults:
+        keys.append("name")
+    return keys
+
+
+def check_table(path: str, kind: str, table: Mapping[str, Any], *, in_defaults: bool) -> None:
+    """Unknown keys (and code-only ones) of a policy table are errors."""
+    allowed = allowed_keys(kind, in_defaults=in_defaults)
+    extra = [] if in_defaults else ["kind"]
+    for key in table:
+        if key in _CODE_ONLY and key not in allowed:
+            raise ConfigError(f"{path}.{key}", table[key], _CODE_ONLY[key])
+    check_keys(path, table, [*allowed, *extra], f"a {kind} setting")
+
+
+def read_settings(path: str, kind: str, table: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of ``table``'s keys (no defaults filled in)."""
+    settings: dict[str, Any] = {}
+    for key, read in _KEYS[kind].items():
+        if key in table:
+            settings[key] = read(f"{path}.{key}", table[key])
+    if kind == "token_bucket" and "rate" in settings:
+        rate, per = settings["rate"]
+        settings["rate"] = rate
+        if per is not None:
+            if "per" in table:
+                raise ConfigError(
+                    f"{path}.per",
+                    table["per"],
+                    f"no per: the rate {table['rate']!r} already says per how long",
+                )
+            settings["per"] = per
+    if "shared" in table:
+        settings["shared"] = read_bool(f"{path}.shared", table["shared"])
+    return settings
+
+
+def read_policy(
+    path: str, entry: str, kind: str, table: Mapping[str, Any], default_name: str
+) -> PolicySpec:
+    """A pipeline's policy, from its table merged over the defaults of its kind."""
+    check_table(path, kind, table, in_defaults=False)
+    given = {**_DEFAULTS[kind], **read_settings(path, kind, table)}
+    settings = {key: given[key] for key in (*_KEYS[kind], "shared") if key in given}
+    for key in _REQUIRED.get(kind, ()):
+        if key not in settings:
+            raise ConfigError(f"{path}.{key}", None, f"a value: a {kind} needs {key}")
+    shared = bool(settings.pop("shared", False))
+    name = read_str(f"{path}.name", table["name"]) if "name" in table else default_name
+    return PolicySpec(path, entry, kind, name, settings, shared)
+
+
+# -- building and changing policies --------------------------------------------------------
+
+
+def _arguments(spec: PolicySpec, clock: Clock | None) -> dict[str, Any]:
+    """Constructor arguments from settings."""
+    kwargs = dict(spec.settings)
+    for key in ("failure_on", "ignore", "retry_on", "on"):
+        if key in kwargs:
+            kwargs[key] = exception_types(kwargs[key])
+    if spec.kind == "circuit_breaker":
+        window = kwargs["window"]
+        if isinstance(window, Mapping):
+            kwargs["window"] = CountWindow(window["calls"])
+        if isinstance(kwargs["open_for"], tuple):
+            kwargs["open_for"] = OpenSteps(kwargs["open_for"])
+    elif spec.kind == "retry":
+        backoff = dict(kwargs["backoff"])
+        kwargs["backoff"] = _BACKOFFS[backoff.pop("kind")](**backoff)
+        if kwargs["budget"] is not None:
+            kwargs["budget"] = RetryBudget(**kwargs["budget"], clock=clock)
+    return kwargs
+
+
+def _constructor_error(spec: PolicySpec, exc: Exception) -> ConfigError:
+    """A constructor's ValueError/TypeError as a ConfigError on the key it names."""
+    message = str(exc)
+    key = message.split(" ", 1)[0].split("=")[0].split("(")[0].split(".")[-1]
+    expected = f"a value that fits ({message})"
+    if key in spec.settings:
+        return ConfigError(f"{spec.path}.{key}", spec.settings[key], expected)
+    return ConfigError(spec.path, dict(spec.settings), expected)
+
+
+def build(spec: PolicySpec, store: Any, clock: Clock | None) -> Policy:
+    """A new policy for ``spec`` (``store`` is used when the spec is shared)."""
+    kwargs = _arguments(spec, clock)
+    extra: dict[str, Any] = {"name": spec.name, "clock": clock}
+    if spec.shared:
+        extra["store"] = store
+    try:
+        if spec.kind == "fallback":
+            return Fallback(kwargs.pop("value"), **kwargs, **extra)
+        return _CLASSES[spec.kind](**kwargs, **extra)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise _constructor_error(spec, exc) from None
+
+
+def apply(policy: Policy, spec: PolicySpec) -> None:
+    """Change a live policy to ``spec``'s settings, keeping its state."""
+    kwargs = _arguments(spec, policy._clock)
+    kwargs.pop("key", None)  # a token bucket's key is its identity: not reloadable
+    if spec.kind == "retry" and isinstance(policy, Retry):
+        old_budget = policy.budget
+        new_budget = kwargs["budget"]
+        if (
+            isinstance(old_budget, RetryBudget)
+            and isinstance(new_budget, RetryBudget)
+            and old_budget.window == new_budget.window
+        ):
+            # Same window: keep the one in use (and what it counted), with the new ratios.
+            old_budget.ratio, old_budget.min_per_second = (
+                new_budget.ratio,
+                new_budget.min_per_second,
+            )
+            kwargs["budget"] = old_budget
+    try:
+        if spec.kind == "fallback":
+            policy._configure(kwargs.pop("value"), **kwargs)  # type: ignore[attr-defined]
+        else:
+            policy._configure(**kwargs)  # type: ignore[attr-defined]
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise _constructor_error(spec, exc) from None
+
+
+# -- showing settings ------------------------------------------------------------------------
+
+_DURATIONS = frozenset(
+    {
+        "slow_call_duration",
+        "open_for",
+        "window",
+        "deadline",
+        "seconds",
+        "per",
+        "max_wait",
+        "delay",
+        "base",
+        "step",
+        "max",
+    }
+)
+
+
+def show(key: str, value: Any) -> str:
+    """A setting as a config file would write it."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        if "calls" in value and len(value) == 1:
+            return f"{value['calls']} calls"
+        inner = ", ".join(f"{k}={show(k, v)}" for k, v in value.items() if k != "kind")
+        kind = value.get("kind")
+        return f"{kind}({inner})" if kind else f"({inner})"
+    if isinstance(value, tuple):
+        if key in _DURATIONS:
+            return "[" + ", ".join(format_duration(v) for v in value) + "]"
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    if key in _DURATIONS and isinstance(value, (int, float)):
+        return format_duration(float(value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return repr(value) if isinstance(value, str) and key == "value" else str(value)
