@@ -160,6 +160,7 @@ class Bulkhead(Policy):
     """
 
     kind = "bulkhead"
+    per_dependency = True
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 from ._backoff import Backoff, Exponential
+from ._call import CURRENT_CALL
 from ._classify import judge
 from ._clock import Clock
 from ._events import GLOBAL_LISTENERS
@@ -77,15 +78,22 @@ class _Run:
 
     def after_exception(self, exc: Exception) -> float | None:
         """Seconds to wait before the next attempt, or None to re-raise ``exc``."""
-        retry = self.retry
-        if not judge("retry_on", retry._retry_on, exc, False):
-            return None
-        if isinstance(exc, ResilienceError) and exc._refusal and exc.retry_after is None:
-            return None  # a policy refused with no idea when it would accept
+        call = CURRENT_CALL.get()
+        verdict = None if call is None else call.retryable(exc)
+        if verdict is None:
+            if not judge("retry_on", self.retry._retry_on, exc, False):
+                return None
+            if isinstance(exc, ResilienceError) and exc._refusal and exc.retry_after is None:
+                return None  # a policy refused with no idea when it would accept
+        elif not verdict:
+            return None  # the integration running the call forbids sending it again
         return self._next(exc, _hint(exc))
 
     def after_result(self, result: Any) -> float | None:
         """Seconds to wait before the next attempt, or None to return ``result``."""
+        call = CURRENT_CALL.get()
+        if call is not None and call.retryable(result) is False:
+            return None
         return self._next(None, None)
 
     def _next(self, exc: BaseException | None, hint: float | None) -> float | None:
