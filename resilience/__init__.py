@@ -12,6 +12,7 @@ from ._chaos import Chaos
 from ._clock import Clock, SystemClock
 from ._events import Event, listen
 from ._fallback import Fallback
+from ._hedge import Hedge, LatencyQuantile
 from ._keyed import KeyedPolicy, per_key
 from ._pipeline import Pipeline
 from ._policy import Policy
@@ -49,7 +50,9 @@ __all__ = [
     "Event",
     "Exponential",
     "Fallback",
+    "Hedge",
     "KeyedPolicy",
+    "LatencyQuantile",
     "Linear",
     "Pipeline",
     "Policy",
