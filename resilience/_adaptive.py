@@ -70,6 +70,14 @@ class AIMD:
     def _start(self) -> LimitState:
         return AIMDState(self.backoff_ratio, self.slow_call_duration)
 
+    def _described(self) -> dict[str, Any]:
+        """As ``describe()`` and config files write it."""
+        return {
+            "kind": "aimd",
+            "backoff_ratio": self.backoff_ratio,
+            "slow_call_duration": self.slow_call_duration,
+        }
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, AIMD):
             return NotImplemented
@@ -140,6 +148,18 @@ class Gradient:
             self.queue_size,
             make_random(self.seed).random,
         )
+
+    def _described(self) -> dict[str, Any]:
+        """As ``describe()`` and config files write it."""
+        return {
+            "kind": "gradient",
+            "tolerance": self.tolerance,
+            "smoothing": self.smoothing,
+            "backoff_ratio": self.backoff_ratio,
+            "probe_interval": self.probe_interval,
+            "queue_size": self.queue_size,
+            "seed": self.seed,
+        }
 
     def _key(self) -> tuple[Any, ...]:
         return (
@@ -244,6 +264,11 @@ class AdaptiveConcurrency(Bulkhead):
     @property
     def max_limit(self) -> int:
         return self._max_limit
+
+    def _description(self) -> dict[str, Any]:
+        settings = super()._description()
+        settings["limit"] = self._max_concurrent
+        return settings
 
     def __repr__(self) -> str:
         return (

@@ -19,17 +19,12 @@ from ._clock import Clock
 from ._events import GLOBAL_LISTENERS
 from ._policy import AsyncRunner, Policy, Runner
 from ._random import make_random
-from ._validation import check_duration, check_number
+from ._validation import MISSING, check_duration, check_number
 
 __all__ = ["Chaos"]
 
 
-class _Missing:
-    def __repr__(self) -> str:
-        return "<no value>"
-
-
-_MISSING: Any = _Missing()
+_MISSING: Any = MISSING
 
 #: The message of an exception that ``Chaos`` instantiates from a class.
 INJECTED = "injected by a chaos policy"
@@ -183,6 +178,13 @@ class Chaos(Policy):
     @enabled.setter
     def enabled(self, value: bool | Callable[[], object]) -> None:
         self._enabled = _check_enabled(value)
+
+    def _description(self) -> dict[str, Any]:
+        settings = super()._description()
+        for what in ("fault", "latency", "result"):  # only the one it injects
+            if what != self._what:
+                settings.pop(what, None)
+        return settings
 
     def __repr__(self) -> str:
         value = {"fault": self._fault, "latency": self._latency, "result": self._result}

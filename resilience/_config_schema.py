@@ -429,11 +429,14 @@ def apply(policy: Policy, spec: PolicySpec) -> None:
             kwargs["budget"] = old_budget
     try:
         if spec.kind == "fallback":
-            policy._configure(kwargs.pop("value"), **kwargs)  # type: ignore[attr-defined]
+            rest = {key: value for key, value in kwargs.items() if key != "value"}
+            policy._configure(kwargs["value"], **rest)  # type: ignore[attr-defined]
         else:
             policy._configure(**kwargs)  # type: ignore[attr-defined]
     except (ValueError, TypeError, OverflowError) as exc:
         raise _constructor_error(spec, exc) from None
+    # describe() and clone() read the constructor's arguments: bring them up to date.
+    policy._remember(**kwargs)
 
 
 # -- showing settings ------------------------------------------------------------------------
@@ -448,6 +451,9 @@ _DURATIONS = frozenset(
         "per",
         "max_wait",
         "delay",
+        "initial",
+        "latency",
+        "learned_delay",
         "base",
         "step",
         "max",

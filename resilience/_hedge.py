@@ -52,19 +52,19 @@ def _check_delay(param: str, value: object) -> float:
 
 class LatencyQuantile:
     """A hedging delay learned from recent calls: the ``quantile`` of the latencies of
-    the last ``window`` winning attempts (``initial`` seconds until ``min_samples`` of
+    the last ``samples`` winning attempts (``initial`` seconds until ``min_samples`` of
     them have been seen).
 
     ``Hedge(LatencyQuantile(0.95))`` hedges the calls slower than 95% of recent ones.
     """
 
-    __slots__ = ("initial", "min_samples", "quantile", "window")
+    __slots__ = ("initial", "min_samples", "quantile", "samples")
 
     def __init__(
         self,
         quantile: float = 0.95,
         *,
-        window: int = 100,
+        samples: int = 100,
         min_samples: int = 20,
         initial: float | timedelta = 1.0,
     ) -> None:
@@ -72,16 +72,27 @@ class LatencyQuantile:
         if not 0.0 < q < 1.0:
             raise ValueError(f"quantile must be a number in (0, 1), got {quantile!r}")
         self.quantile = q
-        self.window = check_positive_int("window", window)
+        self.samples = check_positive_int("samples", samples)
         self.min_samples = check_positive_int("min_samples", min_samples)
-        if self.min_samples > self.window:
+        if self.min_samples > self.samples:
             raise ValueError(
-                f"min_samples must be at most window ({self.window}), got {min_samples!r}"
+                f"min_samples must be at most samples ({self.samples}), got {min_samples!r}"
             )
         self.initial = _check_delay("initial", initial)
 
+    def _described(self) -> dict[str, Any]:
+        """As ``describe()`` and config files write it."""
+        quantile, samples, min_samples, initial = self._state()
+        return {
+            "kind": "latency_quantile",
+            "quantile": quantile,
+            "samples": samples,
+            "min_samples": min_samples,
+            "initial": initial,
+        }
+
     def _state(self) -> tuple[float, int, int, float]:
-        return self.quantile, self.window, self.min_samples, self.initial
+        return self.quantile, self.samples, self.min_samples, self.initial
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LatencyQuantile):
@@ -93,7 +104,7 @@ class LatencyQuantile:
 
     def __repr__(self) -> str:
         return (
-            f"LatencyQuantile({self.quantile!r}, window={self.window!r}, "
+            f"LatencyQuantile({self.quantile!r}, samples={self.samples!r}, "
             f"min_samples={self.min_samples!r}, initial={self.initial!r})"
         )
 
@@ -161,7 +172,7 @@ class Hedge(Policy):
         self._learned: Latencies | None
         if isinstance(delay, LatencyQuantile):
             self._learned = Latencies(
-                delay.quantile, delay.window, delay.min_samples, delay.initial
+                delay.quantile, delay.samples, delay.min_samples, delay.initial
             )
             self._fixed = delay.initial
         else:
@@ -185,6 +196,12 @@ class Hedge(Policy):
     def max_hedges(self) -> int:
         """How many attempts a call may start beyond the first."""
         return self._max_hedges
+
+    def _description(self) -> dict[str, Any]:
+        settings = super()._description()
+        if self._learned is not None:
+            settings["learned_delay"] = self._learned.delay
+        return settings
 
     def __repr__(self) -> str:
         return f"Hedge({self._delay_spec!r}, max_hedges={self._max_hedges}, name={self.name!r})"
