@@ -60,17 +60,16 @@ def bucket(store: RedisStore, args: dict[str, Any]) -> dict[str, Any]:
     limiter = TokenBucket(store=store, **args["bucket"])
     admitted = refused = 0
     start = wait_for_start()
-    first = time.time()
-    last = first
-    while last < start + args["seconds"]:
+    first = last_grant = time.time()
+    while time.time() < start + args["seconds"]:
         try:
             limiter.acquire()
+            last_grant = time.time()
             admitted += 1
         except RateLimited:
             refused += 1
         time.sleep(args["pause"])
-        last = time.time()
-    return {"admitted": admitted, "refused": refused, "first": first, "last": last}
+    return {"admitted": admitted, "refused": refused, "first": first, "last": last_grant}
 
 
 MODES = {"half_open": half_open, "hold_trial": hold_trial, "bucket": bucket}

@@ -157,7 +157,11 @@ def test_four_processes_share_a_bucket_exactly(
     Workers.start(takers)
     results = Workers.results(takers)
     admitted = sum(r["admitted"] for r in results)
+    # t: from the first attempt to the last grant (tokens that refill after it are not
+    # admitted by anyone; a worker starved by a busy machine only defers its takes,
+    # since the bucket keeps what it does not give until it is full).
     elapsed = max(r["last"] for r in results) - min(r["first"] for r in results)
     ideal = rate + rate * elapsed  # burst (= rate) + rate * t
+    assert elapsed > seconds - 0.5
     assert abs(admitted - ideal) <= 0.01 * ideal, (admitted, ideal, elapsed)
     assert all(r["admitted"] > 0 for r in results)

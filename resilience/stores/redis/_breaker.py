@@ -49,6 +49,8 @@ __all__ = ["RedisBreaker", "RedisPermit"]
 
 _log = logging.getLogger("resilience")
 _ACTIONS = ("open", "close", "reset", "disable")
+#: Outcome codes of the scripts: success, failure, slow success, slow failure.
+_OUTCOMES = ("0", "1", "2", "3")
 
 
 class RedisPermit(Permit):
@@ -93,7 +95,7 @@ class RedisBreaker:
         self._now = clock.monotonic
         self._time = script_time(clock)
         self._fake_time = not isinstance(clock, SystemClock)
-        self._keys, self._channel = breaker_keys(options.prefix, name)
+        self._keys, _ = breaker_keys(options.prefix, name)
         self._subscribers: list[TransitionCallback] = [notify]
         self._ids = itertools.count()
         self._lock = threading.Lock()
@@ -136,25 +138,19 @@ class RedisBreaker:
         open_for = settings.open_for
         idle = max(key_ttl, window_ttl, 0.0 if callable(open_for) else 2 * open_for)
         self._open_us = None if callable(open_for) else str(round(open_for * 1e6))
-        self._idle_ms = _ms(idle)
-        self._acquire_args = (
-            str(settings.half_open_calls),
-            str(round(self._options.trial_lease * 1e6)),
-            self._channel,
-            str(self._idle_ms),
+        self._idle_ms = str(_ms(idle))
+        # The settings travel as one argument each (every argument costs the client).
+        trials = settings.half_open_calls
+        self._acquire_settings = (
+            f"trials={trials} lease={round(self._options.trial_lease * 1e6)} idle={self._idle_ms}"
         )
-        self._record_args = (
-            spec,
-            str(minimum),
-            "" if settings.failure_rate is None else repr(settings.failure_rate),
-            "" if settings.slow_call_duration is None else repr(settings.slow_call_rate),
-            "" if settings.consecutive_failures is None else str(settings.consecutive_failures),
-        )
-        self._record_tail = (
-            str(settings.half_open_calls),
-            self._channel,
-            str(self._idle_ms),
-            str(_ms(window_ttl)),
+        rate = "-" if settings.failure_rate is None else repr(settings.failure_rate)
+        slow = "-" if settings.slow_call_duration is None else repr(settings.slow_call_rate)
+        consecutive = settings.consecutive_failures or "-"
+        self._record_settings = (
+            f"window={spec} min={minimum} rate={rate} slow={slow} "
+            f"consecutive={consecutive} trials={trials} idle={self._idle_ms} "
+            f"wttl={_ms(window_ttl)}"
         )
         self.settings = settings
         self._open_cache = (-1, "")
@@ -231,12 +227,10 @@ class RedisBreaker:
                 self._open_cache = (permit.opens, open_us)
         return (
             str(permit.epoch),
-            "1" if failed else "0",
-            "1" if slow else "0",
+            _OUTCOMES[failed + 2 * slow],
             permit.id,
-            *self._record_args,
             open_us,
-            *self._record_tail,
+            self._record_settings,
             self._time(),
         )
 
@@ -258,7 +252,8 @@ class RedisBreaker:
         if not link.up:
             return self._local_acquire()
         permit_id = self._permit_id()
-        reply = link.run(CB_ACQUIRE, self._keys, (permit_id, *self._acquire_args, self._time()))
+        args = (permit_id, self._acquire_settings, self._time())
+        reply = link.run(CB_ACQUIRE, self._keys, args)
         if reply is FAILED:
             return self._local_acquire()
         return self._admitted(reply, permit_id)
@@ -268,7 +263,7 @@ class RedisBreaker:
         if not link.up:
             return self._local_acquire()
         permit_id = self._permit_id()
-        args = (permit_id, *self._acquire_args, self._time())
+        args = (permit_id, self._acquire_settings, self._time())
         reply = await link.arun(CB_ACQUIRE, self._keys, args)
         if reply is FAILED:
             return self._local_acquire()
@@ -311,7 +306,7 @@ class RedisBreaker:
         if action not in _ACTIONS:
             raise ValueError(f"unknown breaker action {action!r}")
         if self._link.up:
-            args = (action, self._channel, str(self._idle_ms), self._time())
+            args = (action, self._idle_ms, self._time())
             reply = self._link.run(CB_FORCE, self._keys, args)
             if reply is not FAILED:
                 self.learn(int(reply[0]), int(reply[1]), 0)
