@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
