@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import platform
 import sys
 import time
@@ -365,7 +366,7 @@ def report(results: list[Result], calls: int, rounds: int, version: str) -> str:
     out = [
         f"Measured {when} on {platform.python_implementation()} {platform.python_version()}, "
         f"{platform.machine()}, Redis {version} on loopback, redis-py {redis.__version__}, "
-        f"pybreaker {pybreaker.__version__ if hasattr(pybreaker, '__version__') else '?'}, "
+        f"pybreaker {importlib.metadata.version('pybreaker')}, "
         f"limits {limits.__version__}; {calls} calls per round, best of {rounds} rounds.",
         "",
         "Sync:",

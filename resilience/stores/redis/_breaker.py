@@ -104,6 +104,7 @@ class RedisBreaker:
         self._report_lock = threading.RLock()
         # The shared state as this process last heard of it.
         self._state: str = CLOSED
+        self._code = 0
         self._epoch = -1
         self._open_until = 0.0  # local monotonic time
         self._reported: str = CLOSED  # the state the last event said
@@ -165,6 +166,8 @@ class RedisBreaker:
 
     def learn(self, code: int, epoch: int, open_remaining_us: int) -> None:
         """A reply or a message said: state ``code`` at ``epoch``. Older news is ignored."""
+        if epoch == self._epoch and code == self._code and code != 1:
+            return  # nothing new (the common case: closed, as last time)
         with self._lock:
             if epoch < self._epoch:
                 return
@@ -172,6 +175,7 @@ class RedisBreaker:
             if state is OPEN:
                 self._open_until = self._now() + open_remaining_us / 1e6
             self._epoch = epoch
+            self._code = code
             self._state = state
         if state is not self._reported and self._link.up:
             self._report(state)
@@ -206,7 +210,7 @@ class RedisBreaker:
         return f"{self._options.instance}:{next(self._ids)}"
 
     def _admitted(self, reply: Sequence[Any], permit_id: str) -> Permit | None:
-        code, epoch, verdict, wait, opens = (int(value) for value in reply)
+        code, epoch, verdict, wait, opens = map(int, reply)
         self.learn(code, epoch, wait)
         if verdict == 1:
             return RedisPermit(epoch, False, "", opens, code != 4)
@@ -235,7 +239,7 @@ class RedisBreaker:
         )
 
     def _recorded(self, reply: Sequence[Any]) -> None:
-        code, epoch, remaining, reshaped = (int(value) for value in reply)
+        code, epoch, remaining, reshaped = map(int, reply)
         self.learn(code, epoch, remaining)
         if reshaped and not self._window_warned:
             self._window_warned = True
