@@ -67,20 +67,24 @@ def hold_trial(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[st
 
 
 def bucket(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, Any]:
-    """Take tokens as fast as they come for a while; report when we tried."""
+    """Take tokens as fast as they come for a while. Report how many, and the client
+    times just before and just after the first and the last grant (the server decided
+    each somewhere in between)."""
     limiter = TokenBucket(store=store, **args["bucket"])
     admitted = refused = 0
+    grants: list[tuple[float, float]] = []
     start = begin()
-    first = last_grant = time.time()
     while time.time() < start + args["seconds"]:
+        before = time.time()
         try:
             limiter.acquire()
-            last_grant = time.time()
-            admitted += 1
         except RateLimited:
             refused += 1
+        else:
+            admitted += 1
+            grants.append((before, time.time()))
         time.sleep(args["pause"])
-    return {"admitted": admitted, "refused": refused, "first": first, "last": last_grant}
+    return {"admitted": admitted, "refused": refused, "first": grants[0], "last": grants[-1]}
 
 
 def forked(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, Any]:

@@ -162,13 +162,20 @@ def test_four_processes_share_a_bucket_exactly(
     }
     results = workers.fleet(4, "bucket", args)
     admitted = sum(r["admitted"] for r in results)
-    # t: from the first attempt to the last grant (tokens that refill after it are not
-    # admitted by anyone; a worker starved by a busy machine only defers its takes,
-    # since the bucket keeps what it does not give until it is full).
-    elapsed = max(r["last"] for r in results) - min(r["first"] for r in results)
-    ideal = rate + rate * elapsed  # burst (= rate) + rate * t
-    assert elapsed > seconds - 0.5
-    assert abs(admitted - ideal) <= 0.01 * ideal, (admitted, ideal, elapsed)
+    # t runs from the first grant to the last, as the server decided them. Clients only
+    # know that each decision fell between their times just before and just after the
+    # call, so t is known within [t_min, t_max] (tight on a quiet machine, looser when
+    # the scheduler delays a process); tokens that refill after the last grant are
+    # admitted by nobody.
+    first_before = min(r["first"][0] for r in results)
+    first_after = min(r["first"][1] for r in results)
+    last_before = max(r["last"][0] for r in results)
+    last_after = max(r["last"][1] for r in results)
+    t_min, t_max = last_before - first_after, last_after - first_before
+    assert t_min > seconds - 0.5
+    low, high = rate + rate * t_min, rate + rate * t_max  # burst (= rate) + rate * t
+    assert admitted <= high + 1, "more than the bucket allows"
+    assert 0.99 * low <= admitted <= 1.01 * high, (admitted, low, high)
     assert all(r["admitted"] > 0 for r in results)
 
 
