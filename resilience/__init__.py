@@ -3,6 +3,7 @@ outbound calls, composed into pipelines, sync and async (asyncio and trio)."""
 
 from __future__ import annotations
 
+from ._adaptive import AIMD, AdaptiveConcurrency, Gradient
 from ._backoff import Backoff, Constant, DecorrelatedJitter, Exponential, Linear
 from ._breaker import CircuitBreaker
 from ._breaker_core import BreakerMetrics
@@ -33,6 +34,8 @@ from .errors import (
 )
 
 __all__ = [
+    "AIMD",
+    "AdaptiveConcurrency",
     "AdaptiveThrottle",
     "Attempt",
     "Backoff",
@@ -50,6 +53,7 @@ __all__ = [
     "Event",
     "Exponential",
     "Fallback",
+    "Gradient",
     "Hedge",
     "KeyedPolicy",
     "LatencyQuantile",

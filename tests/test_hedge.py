@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from resilience import Event, Hedge, LatencyQuantile, Pipeline, Retry, Timeout, remaining
-from resilience.testing import FakeClock
+from resilience.testing import FakeClock, LoopClock
 
 # -- arguments -----------------------------------------------------------------------------
 
@@ -371,19 +371,6 @@ async def test_learned_delay_async(clock: FakeClock, anyio_backend: str) -> None
 # -- the tail: 10% of calls stall ------------------------------------------------------------
 
 
-class TrioClock:
-    """The policy's clock on trio's (here virtual) time, so latencies are virtual too."""
-
-    def monotonic(self) -> float:
-        return trio.current_time()
-
-    def sleep(self, seconds: float) -> None:  # pragma: no cover - async only
-        raise NotImplementedError
-
-    async def asleep(self, seconds: float) -> None:
-        await trio.sleep(seconds)
-
-
 STALL = 10.0
 
 
@@ -438,13 +425,13 @@ def test_hedging_cuts_the_tail_when_10_percent_of_calls_stall() -> None:
     unhedged, _, _ = tail_scenario(Pipeline(), seed=11)
     assert p99(unhedged) >= STALL  # without hedging, the slowest 1% wait out the stall
 
-    fixed, attempts, peak = tail_scenario(Hedge(0.1, 2, clock=TrioClock()), seed=11)
+    fixed, attempts, peak = tail_scenario(Hedge(0.1, 2, clock=LoopClock()), seed=11)
     assert p99(fixed) < 0.3  # well under the 10 s stall
     assert max(attempts) <= 3
     assert peak <= 3  # never more than 1 + max_hedges attempts of one call at once
     assert 0.08 < sum(a > 1 for a in attempts) / len(attempts) < 0.15  # ~10% hedged
 
-    learned = Hedge(LatencyQuantile(0.9), 2, clock=TrioClock())
+    learned = Hedge(LatencyQuantile(0.9), 2, clock=LoopClock())
     adaptive, attempts, peak = tail_scenario(learned, seed=11)
     assert p99(adaptive) < 0.3
     assert max(attempts) <= 3
@@ -453,7 +440,7 @@ def test_hedging_cuts_the_tail_when_10_percent_of_calls_stall() -> None:
 
 
 def test_one_hedge_cuts_the_95th_percentile() -> None:
-    latencies, attempts, peak = tail_scenario(Hedge(0.1, 1, clock=TrioClock()), seed=5)
+    latencies, attempts, peak = tail_scenario(Hedge(0.1, 1, clock=LoopClock()), seed=5)
     ordered = sorted(latencies)
     assert ordered[math.ceil(0.95 * len(ordered)) - 1] < 0.3
     assert max(attempts) == 2
