@@ -32,6 +32,7 @@ from ._validation import (
     check_exception_filter,
     check_fraction,
     check_mode,
+    check_name,
     check_positive_int,
     check_predicate,
 )
@@ -53,6 +54,7 @@ class CircuitBreaker(Policy):
     """
 
     kind = "circuit_breaker"
+    per_dependency = True
 
     def __init__(
         self,
@@ -74,10 +76,13 @@ class CircuitBreaker(Policy):
         | Callable[[BaseException], bool] = (),
         failure_if: Callable[[Any], bool] | None = None,
         store: BreakerStore | None = None,
+        key: str | None = None,
         mode: str = "enforce",
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name, clock)
+        #: The name of the breaker's state in its store (the breaker's name unless given).
+        self.key: str | None = check_name(key, "key") if key is not None else self.name
         # Shadow mode: the state machine runs as usual, but calls it would reject run
         # anyway (their outcomes are not recorded: an enforcing breaker would not have
         # run them). Read only where a call would be rejected, never on the fast path.
@@ -105,7 +110,7 @@ class CircuitBreaker(Policy):
         if store is None:
             backend: BreakerBackend = BreakerCore(settings, self._clock, self._on_transition)
         elif isinstance(store, BreakerStore):
-            backend = store.circuit_breaker(self.name, settings, self._clock, self._on_transition)
+            backend = store.circuit_breaker(self.key, settings, self._clock, self._on_transition)
         else:
             raise TypeError(f"store must be a breaker store (or None), got {store!r}")
         self._backend = backend

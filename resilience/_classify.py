@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ._call import CURRENT_CALL
 from .errors import ResilienceError
 
 __all__ = ["failed", "judge"]
@@ -35,11 +36,18 @@ def failed(
     """What an exception says about the dependency, for policies that count outcomes
     (a breaker, a throttle): True (a failure), False (a success), or None (no outcome:
     a cancellation or interruption, an ``ignore``d exception, or a refusal by a policy
-    inside, such as a limiter or a bulkhead, which says nothing about the dependency)."""
+    inside, such as a limiter or a bulkhead, which says nothing about the dependency).
+    Inside a call made by an integration, the integration's verdict on its own errors
+    comes before ``failure_on``."""
     if (
         not isinstance(exc, Exception)
         or (isinstance(exc, ResilienceError) and exc._refusal)
         or judge("ignore", ignore, exc, False)
     ):
         return None
+    call = CURRENT_CALL.get()
+    if call is not None:  # an integration classifies its own errors (an HTTP 503...)
+        verdict = call.failure(exc)
+        if verdict is not None:
+            return verdict
     return judge("failure_on", failure_on, exc, True)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, TypeAlias
 
+from ._call import CURRENT_CALL
+
 __all__ = ["GLOBAL_LISTENERS", "Event", "Listener", "emit", "listen"]
 
 _log = logging.getLogger("resilience")
@@ -55,7 +57,8 @@ class Event:
 
     ``host`` (scheme://host:port), ``method`` and ``status`` are set on the events of
     calls made through the HTTP integrations (``resilience.http``), so listeners can
-    label what they record by host.
+    label what they record by host. ``status`` is the status of the request's latest
+    response (None before the first one arrives).
 
     ``shadow`` is True on every event of a policy in shadow mode (``mode="metrics_only"``):
     its ``rejected`` events are calls it would have rejected and let through, its
@@ -151,6 +154,7 @@ class Event:
 _SETTERS: tuple[Callable[[Event, Any], None], ...] = tuple(
     getattr(Event, field.name).__set__ for field in fields(Event)
 )
+_set_host, _set_method, _set_status = _SETTERS[12:15]
 
 
 Listener: TypeAlias = Callable[[Event], object]
@@ -198,7 +202,17 @@ def _subscribe(
 
 
 def emit(local: Sequence[Listener], event: Event) -> None:
-    """Deliver ``event``; a listener that raises is logged, never propagated to the call."""
+    """Deliver ``event``; a listener that raises is logged, never propagated to the call.
+
+    Inside a call made by an integration, the event gets the call's host, method and
+    status."""
+    call = CURRENT_CALL.get()
+    if call is not None and event.host is None:
+        # The event was built for this delivery and nobody else holds it yet: fill in
+        # place through the slots' setters rather than copying a frozen instance.
+        _set_host(event, call.host)
+        _set_method(event, call.method)
+        _set_status(event, call.status)
     for listener in (*GLOBAL_LISTENERS, *local):
         try:
             listener(event)

@@ -54,6 +54,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
+PolicyT = TypeVar("PolicyT", bound="Policy")
 
 
 _composition = threading.local()
@@ -81,6 +82,10 @@ class Policy:
     """
 
     kind: ClassVar[str] = "policy"
+    #: True for policies that keep state about the dependency they protect (a breaker's
+    #: window, a bucket's tokens, a bulkhead's slots): the HTTP integrations give each
+    #: host a copy of these (``clone()``) and share the others.
+    per_dependency: ClassVar[bool] = False
     #: Shadow mode (``mode="metrics_only"``), for policies that have one: every event
     #: says so.
     _shadow: bool = False
@@ -90,6 +95,13 @@ class Policy:
     _listeners: list[Listener]
     _run: Runner
     _arun: AsyncRunner
+    _init_args: tuple[tuple[Any, ...], dict[str, Any]]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # Keep the constructor's arguments, as given, for clone().
+        self = super().__new__(cls)
+        self._init_args = (args, kwargs)
+        return self
 
     def __init__(self, name: str | None, clock: Clock | None) -> None:
         self.name = check_name(name)
@@ -151,6 +163,29 @@ class Policy:
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(*args, **kwargs)`` through this policy."""
         return await self._arun(fn, *args, **kwargs)  # type: ignore[no-any-return]
+
+    def clone(self: PolicyT, **changes: Any) -> PolicyT:
+        """A new policy of the same type, built from the arguments this one was built
+        with, ``changes`` replacing some of them: the same settings, its own state.
+
+        ``breaker.clone(name="payments-eu")`` is a second breaker with the same thresholds
+        that opens and closes on its own. The copy is shallow: objects given to the
+        constructor (a store, a clock, a backoff, a pipeline's policies) are shared, and
+        listeners are not copied.
+        """
+        args, kwargs = self._init_args
+        signature = inspect.signature(type(self))
+        for param in changes:
+            if param not in signature.parameters or signature.parameters[param].kind in (
+                inspect.Parameter.VAR_POSITIONAL,
+                inspect.Parameter.VAR_KEYWORD,
+            ):
+                raise TypeError(
+                    f"{type(self).__name__}.clone() got an unexpected argument {param!r}"
+                )
+        bound = signature.bind(*args, **kwargs)
+        bound.arguments.update(changes)
+        return type(self)(*bound.args, **bound.kwargs)
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Send this policy's events to ``listener``; returns a function that stops it."""

@@ -23,7 +23,7 @@ from ._events import GLOBAL_LISTENERS
 from ._policy import AsyncRunner, Policy, Runner
 from ._ratelimit_core import BucketCore, Decision, LimiterSettings, Reservation
 from ._store import LimiterBackend, LimiterStore
-from ._validation import check_duration, check_mode, check_number
+from ._validation import check_duration, check_mode, check_name, check_number
 from .errors import RateLimited
 
 __all__ = ["TokenBucket"]
@@ -37,6 +37,7 @@ class TokenBucket(Policy):
     """
 
     kind = "token_bucket"
+    per_dependency = True
 
     def __init__(
         self,
@@ -58,7 +59,7 @@ class TokenBucket(Policy):
         self._shadow = check_mode(mode)
         self._max_wait = _check_max_wait(max_wait)
         #: The name of the shared state (the limiter's name unless given).
-        self.key: str | None = _check_key(key) if key is not None else self.name
+        self.key: str | None = check_name(key, "key") if key is not None else self.name
         if store is None:
             backend: LimiterBackend = BucketCore(settings, self._clock)
         elif isinstance(store, LimiterStore):
@@ -305,11 +306,3 @@ def _settings(rate: object, per: object, burst: object) -> LimiterSettings:
 
 def _check_max_wait(max_wait: object) -> float:
     return math.inf if max_wait is None else check_duration("max_wait", max_wait)
-
-
-def _check_key(key: object) -> str:
-    if not isinstance(key, str):
-        raise TypeError(f"key must be a str or None, got {key!r} ({type(key).__name__})")
-    if not key or key != key.strip():
-        raise ValueError(f"key must be non-empty without surrounding spaces, got {key!r}")
-    return key

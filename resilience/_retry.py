@@ -15,9 +15,11 @@ from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 from ._backoff import Backoff, Exponential
+from ._call import CURRENT_CALL
 from ._classify import judge
 from ._clock import Clock
 from ._events import GLOBAL_LISTENERS
+from ._notes import add_note
 from ._policy import AsyncRunner, Policy, Runner
 from ._validation import (
     check_duration,
@@ -37,18 +39,6 @@ class RetryBudgetLike(Protocol):
     def record_call(self) -> None: ...
 
     def try_retry(self) -> bool: ...
-
-
-def _add_note(exc: BaseException, note: str) -> None:
-    add_note = getattr(exc, "add_note", None)
-    if add_note is not None:
-        add_note(note)
-    else:  # Python 3.10: PEP 678's documented fallback
-        notes = getattr(exc, "__notes__", None)
-        if not isinstance(notes, list):
-            notes = []
-            exc.__notes__ = notes  # type: ignore[attr-defined]
-        notes.append(note)
 
 
 def _hint(exc: BaseException) -> float | None:
@@ -77,15 +67,22 @@ class _Run:
 
     def after_exception(self, exc: Exception) -> float | None:
         """Seconds to wait before the next attempt, or None to re-raise ``exc``."""
-        retry = self.retry
-        if not judge("retry_on", retry._retry_on, exc, False):
-            return None
-        if isinstance(exc, ResilienceError) and exc._refusal and exc.retry_after is None:
-            return None  # a policy refused with no idea when it would accept
+        call = CURRENT_CALL.get()
+        verdict = None if call is None else call.retryable(exc)
+        if verdict is None:
+            if not judge("retry_on", self.retry._retry_on, exc, False):
+                return None
+            if isinstance(exc, ResilienceError) and exc._refusal and exc.retry_after is None:
+                return None  # a policy refused with no idea when it would accept
+        elif not verdict:
+            return None  # the integration running the call forbids sending it again
         return self._next(exc, _hint(exc))
 
     def after_result(self, result: Any) -> float | None:
         """Seconds to wait before the next attempt, or None to return ``result``."""
+        call = CURRENT_CALL.get()
+        if call is not None and call.retryable(result) is False:
+            return None
         return self._next(None, None)
 
     def _next(self, exc: BaseException | None, hint: float | None) -> float | None:
@@ -117,7 +114,7 @@ class _Run:
     def _give_up(self, exc: BaseException | None, why: str) -> float | None:
         retry = self.retry
         if exc is not None:
-            _add_note(exc, f"resilience: Retry {retry.name or '<unnamed>'} gave up: {why}")
+            add_note(exc, f"resilience: Retry {retry.name or '<unnamed>'} gave up: {why}")
         if GLOBAL_LISTENERS or retry._listeners:
             retry._emit("give_up", self.attempt, exception=exc)
         return None  # no delay: give up

@@ -45,6 +45,7 @@ class AdaptiveThrottle(Policy):
     """
 
     kind = "adaptive_throttle"
+    per_dependency = True
 
     def __init__(
         self,

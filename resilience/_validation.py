@@ -92,13 +92,14 @@ def check_mode(value: object) -> bool:
     return value == "metrics_only"
 
 
-def check_name(value: object) -> str | None:
+def check_name(value: object, param: str = "name") -> str | None:
+    """A policy's name (or a store key): None, or a non-empty str without surrounding spaces."""
     if value is None:
         return None
     if not isinstance(value, str):
-        raise TypeError(f"name must be a str or None, got {_describe(value)}")
+        raise TypeError(f"{param} must be a str or None, got {_describe(value)}")
     if not value or value != value.strip():
-        raise ValueError(f"name must be non-empty without surrounding spaces, got {value!r}")
+        raise ValueError(f"{param} must be non-empty without surrounding spaces, got {value!r}")
     return value
 
 

@@ -6,6 +6,8 @@ separates "a policy refused or cut the call" from "the call itself failed".
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from typing import Any
 
 __all__ = [
@@ -23,15 +25,23 @@ class ResilienceError(Exception):
     """Base class of every error a policy raises itself.
 
     ``retry_after`` is a hint, in seconds, of when trying again could succeed, or
-    ``None`` when the policy has no such hint. A :class:`~resilience.Retry` only retries
+    ``None`` when the policy has no such hint; ``host`` names the HTTP origin of a
+    request it stopped (see ``resilience.http``). A :class:`~resilience.Retry` only retries
     a ``ResilienceError`` raised inside it when it carries a hint (``TimeoutExceeded``,
     a failed attempt rather than a refusal, is retried like any other failure).
     """
 
     retry_after: float | None = None
+    #: The origin (``scheme://host:port``) of the HTTP request the error stopped, set by
+    #: the HTTP integrations (``resilience.http``); None for other calls.
+    host: str | None = None
     #: True for errors that mean "refused without calling"; Retry gives up on these
     #: unless they carry a ``retry_after`` hint.
     _refusal = True
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text if self.host is None else f"{text} (host {self.host})"
 
 
 class CircuitOpen(ResilienceError):
@@ -105,11 +115,22 @@ class Throttled(ResilienceError):
         return (type(self), (self.name, self.probability), self.__dict__)
 
 
-class TimeoutExceeded(ResilienceError, TimeoutError):
+if sys.version_info >= (3, 11):
+    _Timeout = TimeoutError
+else:
+
+    class _Timeout(TimeoutError, asyncio.TimeoutError):
+        """Python 3.10's asyncio.TimeoutError is not yet the built-in TimeoutError: a
+        timeout derives from both, so that ``except asyncio.TimeoutError`` (and aiohttp,
+        which re-wraps any other OSError escaping a client middleware) sees it as one."""
+
+
+class TimeoutExceeded(ResilienceError, _Timeout):
     """The call ran past the ``timeout`` seconds that the policy ``name`` allows it.
 
-    Also a :class:`TimeoutError`, so code that already handles timeouts keeps working.
-    It describes a failed attempt, not a refusal, so a Retry retries it.
+    Also a :class:`TimeoutError` (and ``asyncio.TimeoutError``), so code that already
+    handles timeouts keeps working. It describes a failed attempt, not a refusal, so a
+    Retry retries it.
     """
 
     _refusal = False

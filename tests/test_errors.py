@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import pickle
 from typing import Any
@@ -20,7 +21,7 @@ from resilience import (
     Retry,
     TimeoutExceeded,
 )
-from resilience._retry import _add_note
+from resilience._notes import add_note as _add_note
 from resilience.testing import FakeClock
 
 ERRORS: dict[str, tuple[ResilienceError, dict[str, Any]]] = {
@@ -79,6 +80,11 @@ def test_timeout_exceeded_is_also_a_timeout_error() -> None:
     assert isinstance(exc, ResilienceError)
     with pytest.raises(TimeoutError):
         raise exc
+
+
+def test_timeout_exceeded_is_an_asyncio_timeout_error_on_every_python() -> None:
+    # The same class since 3.11; on 3.10 aiohttp re-wraps any other OSError.
+    assert isinstance(TimeoutExceeded("t", 1.0), asyncio.TimeoutError)
 
 
 def test_the_errors_are_distinct() -> None:

@@ -1,0 +1,149 @@
+"""What the httpx transports and the aiohttp middleware share: settings, the per-host
+pipeline, and the two drivers (sync and async) that run one request through it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, TypeVar
+
+import anyio
+
+from .._call import CURRENT_CALL
+from .._events import Listener
+from .._keyed import KeyedPolicy
+from .._policy import Policy
+from .._validation import check_bool, check_positive_int
+from ._exchange import IDEMPOTENT_METHODS, RETRY_STATUSES, Exchange, Rules, origin_of
+from ._hosts import per_host as _per_host
+
+__all__ = ["Protected", "aclose_all"]
+
+P = TypeVar("P", bound=Policy)
+E = TypeVar("E", bound=Exchange)
+
+
+class Protected:
+    """Runs requests through ``pipeline``: per host (``per_host=True``: each
+    scheme://host:port gets its own breakers, limiters and bulkheads, copied from the
+    pipeline's) or all through the pipeline as it is."""
+
+    #: Exceptions of the client library that prove a request was never sent.
+    _unsent: tuple[type[BaseException], ...] = ()
+
+    def __init__(
+        self,
+        pipeline: Policy,
+        *,
+        per_host: bool = True,
+        retry_statuses: Collection[int] = RETRY_STATUSES,
+        failure_statuses: Collection[int] | None = None,
+        retry_methods: Collection[str] = IDEMPOTENT_METHODS,
+        max_hosts: int = 1024,
+    ) -> None:
+        if not isinstance(pipeline, Policy):
+            raise TypeError(f"pipeline must be a policy or a Pipeline, got {pipeline!r}")
+        check_bool("per_host", per_host)
+        max_hosts = check_positive_int("max_hosts", max_hosts)
+        self._rules = Rules(retry_statuses, failure_statuses, retry_methods, self._unsent)
+        #: The pipeline as given: with ``per_host``, the template of every host's policies.
+        self.pipeline = pipeline
+        self.per_host = per_host
+        self._keyed: dict[int, KeyedPolicy] = {}
+        self._policy = _per_host(pipeline, max_hosts, self._keyed) if per_host else pipeline
+        self._run = self._policy.call
+        self._arun = self._policy.acall
+
+    @property
+    def retry_statuses(self) -> frozenset[int]:
+        """Statuses whose responses are retried (when the request may be sent again)."""
+        return self._rules.retry_statuses
+
+    @property
+    def failure_statuses(self) -> frozenset[int]:
+        """Statuses whose responses count as failures for circuit breakers."""
+        return self._rules.failure_statuses
+
+    @property
+    def retry_methods(self) -> frozenset[str]:
+        """Methods whose requests may be retried without being told."""
+        return self._rules.retry_methods
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Hear the events of every policy requests go through, every host's copies
+        included (present and future); returns a function that stops it."""
+        return self._policy.listen(listener)
+
+    def policy_for(self, policy: P, url: object) -> P:
+        """The policy that protects requests to ``url``'s host in place of ``policy``
+        (a policy of the pipeline): with ``per_host``, the host's own copy of a
+        breaker, limiter or bulkhead (made now if the host has none yet); otherwise,
+        and for shared policies, ``policy`` itself."""
+        keyed = self._keyed.get(id(policy))
+        if keyed is None:
+            if not _contains(self.pipeline, policy):
+                raise ValueError(f"{policy!r} is not a policy of this client's pipeline")
+            return policy
+        return keyed.get(origin_of(url))  # type: ignore[return-value]
+
+    def hosts(self) -> list[str]:
+        """The hosts (``scheme://host:port``) that have their own policies now."""
+        hosts: set[str] = set()
+        for keyed in self._keyed.values():
+            hosts.update(map(str, keyed.keys()))
+        return sorted(hosts)
+
+    # -- drivers ---------------------------------------------------------------------
+
+    def _handle(
+        self,
+        exchange: E,
+        attempt: Callable[[E], Any],
+        close: Callable[[Any], object],
+    ) -> Any:
+        """Run ``attempt(exchange)`` through the pipeline; the response to return."""
+        token = CURRENT_CALL.set(exchange)
+        final = None
+        try:
+            try:
+                final = self._run(attempt, exchange)
+            except Exception as exc:
+                final = exchange.unwrap(exc)
+        finally:
+            CURRENT_CALL.reset(token)
+            for response in exchange.end(final):
+                close(response)
+        return final
+
+    async def _ahandle(
+        self,
+        exchange: E,
+        attempt: Callable[[E], Awaitable[Any]],
+        aclose: Callable[[Any], Awaitable[object]],
+    ) -> Any:
+        """The async twin of ``_handle``."""
+        token = CURRENT_CALL.set(exchange)
+        final = None
+        try:
+            try:
+                final = await self._arun(attempt, exchange)
+            except Exception as exc:
+                final = exchange.unwrap(exc)
+        finally:
+            CURRENT_CALL.reset(token)
+            await aclose_all(exchange.end(final), aclose)
+        return final
+
+
+async def aclose_all(responses: list[Any], aclose: Callable[[Any], Awaitable[object]]) -> None:
+    """Close responses nobody will read; shielded, so that a cancelled request still
+    gives its connections back."""
+    if responses:
+        with anyio.CancelScope(shield=True):
+            for response in responses:
+                await aclose(response)
+
+
+def _contains(template: Policy, policy: Policy) -> bool:
+    if template is policy:
+        return True
+    return any(_contains(inner, policy) for inner in getattr(template, "policies", ()))
