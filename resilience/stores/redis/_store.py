@@ -252,9 +252,9 @@ class _SharedStore:
         name no instance has used yet. Returns the new status."""
         if action not in _ACTIONS:
             raise ValueError(f"action must be one of {', '.join(_ACTIONS)}; got {action!r}")
-        keys, channel = breaker_keys(self.prefix, name)
+        keys, _ = breaker_keys(self.prefix, name)
         idle = str(math.ceil(self._options.key_ttl * 1000))
-        reply = evalsha(self._client, CB_FORCE, keys, (action, channel, idle, ""))
+        reply = evalsha(self._client, CB_FORCE, keys, (action, idle, ""))
         backend = self._breakers.items.get(name)
         if backend is not None:
             backend.learn(int(reply[0]), int(reply[1]), 0)
