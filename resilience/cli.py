@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from . import CircuitBreaker, CircuitOpen, Constant, Event, Pipeline, Retry, listen
 from .config import ENV_PREFIX, Registry
 from .errors import ConfigError
 
@@ -60,48 +59,33 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    """A flaky dependency behind Retry + CircuitBreaker, narrated through events."""
-    rng = random.Random(args.seed)
-    healthy = True
-
-    def dependency(i: int) -> str:
-        if not healthy or rng.random() < 0.2:
-            raise ConnectionError(f"request {i}: connection refused")
-        return f"request {i}: ok"
-
-    breaker = CircuitBreaker(
-        "dependency", minimum_calls=5, failure_rate=0.5, window=10.0, open_for=0.2
-    )
-    pipeline = Pipeline(Retry(3, backoff=Constant(0.01), name="dependency"), breaker)
-
-    def narrate(event: Event) -> None:
-        if event.type == "state_change":
-            print(f"  [breaker] {event.from_state} -> {event.to_state}")
-        elif event.type == "retry":
-            print(f"  [retry]   attempt {event.attempt} failed ({event.exception}); retrying")
-
-    stop = listen(narrate)
+def _positive(text: str) -> float:
     try:
-        for i in range(args.calls):
-            healthy = not (args.calls // 3 <= i < 2 * args.calls // 3)
-            if i == args.calls // 3:
-                print("-- the dependency goes down --")
-            if i == 2 * args.calls // 3:
-                print("-- the dependency recovers --")
-                import time
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
+    return value
 
-                time.sleep(0.25)  # let the breaker's open period pass
-            try:
-                print(pipeline.call(dependency, i))
-            except CircuitOpen as exc:
-                print(f"request {i}: rejected by the open breaker: {exc}")
-            except ConnectionError as exc:
-                print(f"request {i}: failed after retries: {exc}")
-    finally:
-        stop()
-    print(f"breaker at the end: {breaker.state}; window: {breaker.metrics()}")
-    return 0
+
+def _demo(args: argparse.Namespace) -> int:
+    """The demo: see ``_demo``."""
+    from ._demo import DemoOptions, run
+
+    options = DemoOptions(
+        duration=args.duration,
+        rate=args.rate,
+        seed=args.seed,
+        config=args.config,
+        pipeline=args.pipeline,
+        live=args.live,
+    )
+    try:
+        return run(options)
+    except (ConfigError, KeyError) as exc:
+        print(f"resilience demo: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -109,9 +93,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="resilience", description="Resilience policies for outbound calls."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="watch retry and a circuit breaker at work")
-    demo.add_argument("--calls", type=int, default=30, help="number of calls (default 30)")
-    demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    demo = commands.add_parser(
+        "demo",
+        help="watch a pipeline protect a client from a flaky upstream",
+        description="Start two flaky HTTP upstreams on 127.0.0.1 and send them the same "
+        "requests, through a pipeline and without one; show live what every policy does, "
+        "then compare success rate and latency. Needs the cli extra.",
+    )
+    demo.add_argument(
+        "--duration", type=_positive, default=20.0, help="seconds to run (default 20)"
+    )
+    demo.add_argument(
+        "--rate", type=_positive, default=30.0, help="requests per second per client (default 30)"
+    )
+    demo.add_argument("--seed", type=int, default=1, help="random seed of the upstream (default 1)")
+    demo.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="a config file to take the pipeline from (default: the bundled demo.toml)",
+    )
+    demo.add_argument(
+        "--pipeline",
+        default="upstream",
+        help="the pipeline of the config to use (default upstream)",
+    )
+    demo.add_argument(
+        "--live",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="redraw in place (default: when the output is a terminal)",
+    )
     demo.set_defaults(run=_demo)
     check = commands.add_parser(
         "check-config",
