@@ -207,14 +207,15 @@ class _SharedStore:
 
     def _probe(self) -> None:
         """Is Redis back? Reloads the scripts (a restarted server has none) and runs
-        one, so a server that answers PING but cannot run scripts (``CLIENT PAUSE
-        WRITE``) is not taken for healthy."""
+        one that writes, so a server that answers PING but cannot run our scripts
+        (``CLIENT PAUSE WRITE``, a read-only replica after a failover) is not taken for
+        healthy."""
         client = self._client
         drop_idle_connections(client)
         client.ping()
         for script in SCRIPTS:
             client.script_load(script.source)
-        evalsha(client, PING, (), ())
+        evalsha(client, PING, (f"{self.prefix}:probe",), ())
 
     def _listen(self) -> None:
         """Start the transition listener with the first breaker, and wait (briefly)
