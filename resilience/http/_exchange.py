@@ -231,9 +231,15 @@ def _methods(value: object) -> frozenset[str]:
 
 
 class Exchange(CallContext):
-    """One request on its way through the pipeline (all its attempts)."""
+    """One request on its way through the pipeline (all its attempts).
 
-    __slots__ = ("_lock", "_over", "_responses", "may_retry", "replayable", "request", "rules")
+    The responses it has received are tracked without a lock, though a sync Timeout's
+    abandoned worker may deliver one from another thread at any moment: a response is
+    appended before ``_over`` is read, and ``_over`` is set before the list is read, so
+    each late response is closed by its worker, by ``end``, or (harmlessly) by both.
+    """
+
+    __slots__ = ("_over", "_responses", "may_retry", "replayable", "request", "rules")
 
     def __init__(
         self,
@@ -244,13 +250,14 @@ class Exchange(CallContext):
         may_retry: bool,
         replayable: bool = True,
     ) -> None:
-        super().__init__(host, method)
+        self.host = host
+        self.method = method
+        self.status = None
         self.rules = rules
         self.request = request
         self.may_retry = may_retry
         #: Whether the request's body can be sent again (a subclass may look each time).
         self.replayable = replayable
-        self._lock = threading.Lock()  # a sync Timeout's worker may deliver late
         self._over = False
         self._responses: list[Any] = []
 
@@ -277,10 +284,9 @@ class Exchange(CallContext):
         """Take in an attempt's response: True when the attempt returns it, False when
         the request is already over (an abandoned attempt delivered late: the caller
         must close it). Raises a ResponseError for a status the rules single out."""
-        with self._lock:
-            if self._over:
-                return False
-            self._responses.append(response)
+        self._responses.append(response)
+        if self._over:
+            return False
         self.status = status
         rules = self.rules
         if status not in rules.special:
@@ -300,16 +306,18 @@ class Exchange(CallContext):
 
     def discarded(self) -> list[Any]:
         """At the start of an attempt: the responses of earlier attempts, to close."""
-        with self._lock:
-            responses, self._responses = self._responses, []
-        return responses
+        responses = self._responses
+        discarded = []
+        while responses:
+            discarded.append(responses.pop())
+        return discarded
 
     def end(self, final: Any) -> list[Any]:
         """The request is over: the responses to close (all but ``final``)."""
-        with self._lock:
-            self._over = True
-            responses, self._responses = self._responses, []
-        return [response for response in responses if response is not final]
+        self._over = True
+        if len(self._responses) == 1 and self._responses[0] is final:
+            return []  # the common case: one attempt, its response returned
+        return [response for response in self.discarded() if response is not final]
 
     def unwrap(self, exc: BaseException) -> Any:
         """The response behind this request's own ResponseError; re-raises anything

@@ -52,6 +52,7 @@ class ResilienceMiddleware(Protected):
     hop) goes through ``pipeline``, per host with ``per_host=True``."""
 
     _unsent = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+    _async = True
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         url = request.url
@@ -63,7 +64,7 @@ class ResilienceMiddleware(Protected):
             self._rules.may_retry(request.method, request.headers, None),
         )
         exchange.handler = handler
-        response = await self._ahandle(exchange, self._attempt, _aclose)
+        response = await self._ahandle(exchange, _aclose)
         if not isinstance(response, ClientResponse):
             raise TypeError(
                 f"the pipeline of ResilienceMiddleware returned {response!r}; a Fallback in "
@@ -72,7 +73,8 @@ class ResilienceMiddleware(Protected):
         return response
 
     async def _attempt(self, exchange: _AiohttpExchange) -> Any:
-        await aclose_all(exchange.discarded(), _aclose)
+        if exchange._responses:  # earlier attempts' responses, nobody will read them
+            await aclose_all(exchange.discarded(), _aclose)
         budget = network_budget(True)
         if budget is None:
             response = await exchange.handler(exchange.request)
