@@ -3,6 +3,7 @@ outbound calls, composed into pipelines, sync and async (asyncio and trio)."""
 
 from __future__ import annotations
 
+from ._adaptive import AIMD, AdaptiveConcurrency, Gradient
 from ._backoff import Backoff, Constant, DecorrelatedJitter, Exponential, Linear
 from ._breaker import CircuitBreaker
 from ._breaker_core import BreakerMetrics
@@ -12,6 +13,7 @@ from ._chaos import Chaos
 from ._clock import Clock, SystemClock
 from ._events import Event, listen
 from ._fallback import Fallback
+from ._hedge import Hedge, LatencyQuantile
 from ._keyed import KeyedPolicy, per_key
 from ._pipeline import Pipeline
 from ._policy import Policy
@@ -32,6 +34,8 @@ from .errors import (
 )
 
 __all__ = [
+    "AIMD",
+    "AdaptiveConcurrency",
     "AdaptiveThrottle",
     "Attempt",
     "Backoff",
@@ -49,7 +53,10 @@ __all__ = [
     "Event",
     "Exponential",
     "Fallback",
+    "Gradient",
+    "Hedge",
     "KeyedPolicy",
+    "LatencyQuantile",
     "Linear",
     "Pipeline",
     "Policy",

@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from ._bulkhead_core import BulkheadCore, ElasticCore, Waiter
+from ._bulkhead_core import BulkheadCore, Waiter
 from ._clock import Clock
 from ._events import GLOBAL_LISTENERS
 from ._policy import AsyncRunner, Policy, Runner
@@ -174,22 +174,17 @@ class Bulkhead(Policy):
     ) -> None:
         super().__init__(name, clock)
         # Shadow mode lets a call that finds no free slot in at once, over the limit
-        # (ElasticCore counts it). Only the slow path (_acquire) looks at the flag.
+        # (the core's overdraw). Only the slow path (_acquire) looks at the flag.
         self._shadow = check_mode(mode)
         self._max_concurrent, self._max_queue, self._max_wait = _limits(
             max_concurrent, max_queue, max_wait
         )
-        self._core = self._make_core()
+        self._core = BulkheadCore(self._max_concurrent, self._max_queue)
         self._blocks: list[None] = []  # see "context managers" below
         self._held: contextvars.ContextVar[tuple[float | None, ...]] = contextvars.ContextVar(
             f"resilience-bulkhead-{id(self)}", default=()
         )
         self._compose()
-
-    def _make_core(self) -> BulkheadCore:
-        if self._shadow:
-            return ElasticCore(self._max_concurrent, self._max_queue)
-        return BulkheadCore(self._max_concurrent, self._max_queue)
 
     # -- configuration and counts ----------------------------------------------------------
 
@@ -287,13 +282,11 @@ class Bulkhead(Policy):
         """Shadow mode, no free slot: let the call in over the limit, and report whether
         an enforcing bulkhead would have queued it or rejected it."""
         core = self._core
-        assert isinstance(core, ElasticCore)
-        core.overdraw()
-        if GLOBAL_LISTENERS or self._listeners:
-            over = core.debt
+        if core.overdraw() and (GLOBAL_LISTENERS or self._listeners):
+            over = core.in_flight - core.max_concurrent
             if over > self._max_queue or self._max_wait == 0:
                 self._emit("rejected")
-            elif over:
+            else:
                 self._emit("queued")
 
     def _acquire(self) -> None:

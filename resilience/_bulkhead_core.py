@@ -46,7 +46,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["BulkheadCore", "ElasticCore", "Waiter"]
+__all__ = ["BulkheadCore", "Waiter"]
 
 
 class Waiter:
@@ -132,6 +132,34 @@ class BulkheadCore:
             self._wake(woken)
 
     # -- acquiring -----------------------------------------------------------------------
+
+    def overdraw(self) -> bool:
+        """Take a slot even when none is free (a shadow-mode bulkhead lets every call
+        in): a free one if there is one by now (False), else one over the limit (True),
+        owed by the caller as a debt that the next release pays, as after a ``resize``."""
+        woken: list[Waiter] = []
+        try:
+            with self._lock:
+                self._grant(woken)
+                waiters = self.waiters
+                if not waiters:
+                    try:
+                        self.free.pop()
+                    except IndexError:
+                        pass
+                    else:
+                        return False
+                debt = _Debt()
+                waiters[debt] = None
+                waiters.move_to_end(debt, last=False)
+                self._debts += 1
+                # A slot pushed back after we looked, by a releaser that saw no waiter:
+                # it pays the debt at once (publish first, look second, as in admit).
+                self._grant(woken)
+                return not debt.granted
+        finally:
+            if woken:
+                self._wake(woken)
 
     def try_acquire(self) -> bool:
         """Take a free slot if there is one and nobody waits (lock-free)."""
@@ -228,72 +256,3 @@ class BulkheadCore:
         for waiter in woken:
             if not waiter.wake():
                 self.release()
-
-
-class ElasticCore(BulkheadCore):
-    """A bulkhead core whose limit can change while calls run, and that can let a call
-    in over the limit (a shadow-mode bulkhead lets every call in).
-
-    ``debt`` counts slots held beyond the limit: by calls let in over it (``overdraw``),
-    or by calls still running after the limit went down (``resize``). A released slot
-    pays a debt before it goes back to the pool or to a waiter, so invariant 1 becomes
-    ``len(free) + in flight == max_concurrent + debt``.
-
-    No release is lost between a releaser and a new debt, because both publish first
-    and look second, as for the queue: ``overdraw`` and ``resize`` raise ``debt``, then
-    pay it from the pool (under the lock); ``release`` pushes its slot, then looks at
-    ``debt``. Whichever comes second sees the other.
-    """
-
-    __slots__ = ("debt",)
-
-    def __init__(self, max_concurrent: int, max_queue: int) -> None:
-        super().__init__(max_concurrent, max_queue)
-        self.debt = 0
-
-    @property
-    def in_flight(self) -> int:
-        return self.max_concurrent - len(self.free) + self.debt
-
-    def release(self) -> None:
-        self.free.append(None)
-        if self.debt or self.waiters:
-            self.hand_off()
-
-    def overdraw(self) -> None:
-        """Take a slot even if none is free: a free one if there is one by now, else
-        one beyond the limit."""
-        with self._lock:
-            self.debt += 1
-            self._pay()
-
-    def resize(self, max_concurrent: int, max_queue: int) -> None:
-        """Change the limits. A lower one takes free slots away, and slots of running
-        calls as they come back (a debt, which this core counts anyway); a higher one
-        adds free slots, granted to waiters first."""
-        woken: list[Waiter] = []
-        with self._lock:
-            self.max_queue = max_queue
-            change = max_concurrent - self.max_concurrent
-            self.max_concurrent = max_concurrent
-            if change > 0:
-                self.free.extend([None] * change)
-            else:
-                self.debt -= change
-            self._grant(woken)
-        if woken:
-            self._wake(woken)
-
-    def _pay(self) -> None:
-        """Under the lock: pay debts with free slots."""
-        free = self.free
-        while self.debt and free:
-            try:
-                free.pop()
-            except IndexError:  # taken by a lock-free try_acquire since we looked
-                break
-            self.debt -= 1
-
-    def _grant(self, woken: list[Waiter]) -> None:
-        self._pay()
-        super()._grant(woken)

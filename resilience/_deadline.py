@@ -85,7 +85,7 @@ def limit(
     return outer, left
 
 
-def worker_context(deadline: Deadline) -> contextvars.Context:
+def worker_context(deadline: Deadline | None) -> contextvars.Context:
     """A copy of the current context for a worker thread that runs a call under
     ``deadline``. No event loop runs on that thread: like ``anyio.to_thread``, clear the
     name of the running async library that ``anyio.run`` keeps in a context variable."""
@@ -94,7 +94,7 @@ def worker_context(deadline: Deadline) -> contextvars.Context:
     return context
 
 
-def _enter_worker(deadline: Deadline) -> None:
+def _enter_worker(deadline: Deadline | None) -> None:
     CURRENT.set(deadline)
     if _sniffio_cvar is not None and _sniffio_cvar.get() is not None:
         _sniffio_cvar.set(None)

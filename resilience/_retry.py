@@ -19,6 +19,7 @@ from ._call import CURRENT_CALL
 from ._classify import judge
 from ._clock import Clock
 from ._events import GLOBAL_LISTENERS
+from ._notes import add_note
 from ._policy import AsyncRunner, Policy, Runner
 from ._validation import (
     check_duration,
@@ -38,18 +39,6 @@ class RetryBudgetLike(Protocol):
     def record_call(self) -> None: ...
 
     def try_retry(self) -> bool: ...
-
-
-def _add_note(exc: BaseException, note: str) -> None:
-    add_note = getattr(exc, "add_note", None)
-    if add_note is not None:
-        add_note(note)
-    else:  # Python 3.10: PEP 678's documented fallback
-        notes = getattr(exc, "__notes__", None)
-        if not isinstance(notes, list):
-            notes = []
-            exc.__notes__ = notes  # type: ignore[attr-defined]
-        notes.append(note)
 
 
 def _hint(exc: BaseException) -> float | None:
@@ -125,7 +114,7 @@ class _Run:
     def _give_up(self, exc: BaseException | None, why: str) -> float | None:
         retry = self.retry
         if exc is not None:
-            _add_note(exc, f"resilience: Retry {retry.name or '<unnamed>'} gave up: {why}")
+            add_note(exc, f"resilience: Retry {retry.name or '<unnamed>'} gave up: {why}")
         if GLOBAL_LISTENERS or retry._listeners:
             retry._emit("give_up", self.attempt, exception=exc)
         return None  # no delay: give up

@@ -26,7 +26,7 @@ from ._policy import AsyncRunner, Policy, Runner
 from ._validation import check_duration
 from .errors import TimeoutExceeded
 
-__all__ = ["Timeout", "remaining"]
+__all__ = ["Timeout", "remaining", "run_detached"]
 
 
 class Timeout(Policy):
@@ -216,7 +216,7 @@ class _Job:
 
     def __init__(
         self,
-        owner: Timeout,
+        owner: Timeout | _Detached,
         context: contextvars.Context,
         fn: Runner,
         args: tuple[Any, ...],
@@ -234,6 +234,25 @@ class _Job:
         self.claim = [True]
         self.done = threading.Lock()
         self.done.acquire()
+
+
+class _Detached:
+    """The owner of jobs that nobody waits for: they finish like abandoned ones."""
+
+    def _abandoned_finished(self, job: _Job) -> None:
+        pass
+
+
+_DETACHED = _Detached()
+
+
+def run_detached(fn: Runner, /, *args: Any) -> None:
+    """Run ``fn(*args)`` on a pooled worker thread, in a copy of the caller's context
+    (as a sync Timeout's call runs), and do not wait for it. ``fn`` reports its own
+    outcome; anything it raises is dropped."""
+    job = _Job(_DETACHED, worker_context(CURRENT.get()), fn, args, {}, 0.0)
+    job.claim.pop()  # nobody will claim the outcome: the worker finishes it as abandoned
+    _submit(job)
 
 
 class _Worker:

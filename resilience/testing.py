@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import anyio
 import anyio.lowlevel
 
 from ._redis_server import RedisServer
 from ._ticker import Ticker
 from ._validation import check_duration, check_number
 
-__all__ = ["FakeClock", "RedisServer"]
+__all__ = ["FakeClock", "LoopClock", "RedisServer"]
 
 
 class FakeClock:
@@ -55,3 +56,29 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock(now={self._now!r})"
+
+
+class LoopClock:
+    """The event loop's clock (``anyio.current_time()``), for async tests on an event
+    loop with virtual time, such as trio's ``MockClock(autojump_threshold=0)``.
+
+    A :class:`FakeClock` jumps when a task sleeps on it, so concurrent tasks add their
+    sleeps up; with a virtual event loop, tasks sleep (and policies wait, time out and
+    measure latency) concurrently, as they would in real time, yet nothing waits.
+    Async code only: ``monotonic`` must be called inside the event loop, and ``sleep``
+    raises.
+    """
+
+    __slots__ = ()
+
+    def monotonic(self) -> float:
+        return anyio.current_time()
+
+    def sleep(self, seconds: float) -> None:
+        raise RuntimeError("LoopClock is for async code: it cannot block a thread")
+
+    async def asleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+    def __repr__(self) -> str:
+        return "LoopClock()"

@@ -361,3 +361,23 @@ def test_pipeline_of_fake_clocked_policies_never_really_waits() -> None:
 
 def _fails() -> None:
     raise ConnectionError("down")
+
+
+def test_loop_clock_reads_the_event_loops_virtual_time() -> None:
+    import anyio
+    import trio.testing
+
+    from resilience.testing import LoopClock
+
+    clock = LoopClock()
+
+    async def main() -> float:
+        start = clock.monotonic()
+        await clock.asleep(5.0)
+        return clock.monotonic() - start
+
+    mock = trio.testing.MockClock(autojump_threshold=0)
+    assert anyio.run(main, backend="trio", backend_options={"clock": mock}) == 5.0
+    with pytest.raises(RuntimeError, match="LoopClock is for async code"):
+        clock.sleep(1)
+    assert repr(clock) == "LoopClock()"

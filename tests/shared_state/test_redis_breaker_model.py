@@ -18,7 +18,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from resilience.stores.redis import RedisStore
 
 SETTINGS = settings(
-    max_examples=40,
+    max_examples=25,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

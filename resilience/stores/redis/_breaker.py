@@ -49,6 +49,8 @@ __all__ = ["RedisBreaker", "RedisPermit"]
 
 _log = logging.getLogger("resilience")
 _ACTIONS = ("open", "close", "reset", "disable")
+#: Outcome codes of the scripts: success, failure, slow success, slow failure.
+_OUTCOMES = ("0", "1", "2", "3")
 
 
 class RedisPermit(Permit):
@@ -93,7 +95,7 @@ class RedisBreaker:
         self._now = clock.monotonic
         self._time = script_time(clock)
         self._fake_time = not isinstance(clock, SystemClock)
-        self._keys, self._channel = breaker_keys(options.prefix, name)
+        self._keys, _ = breaker_keys(options.prefix, name)
         self._subscribers: list[TransitionCallback] = [notify]
         self._ids = itertools.count()
         self._lock = threading.Lock()
@@ -102,6 +104,7 @@ class RedisBreaker:
         self._report_lock = threading.RLock()
         # The shared state as this process last heard of it.
         self._state: str = CLOSED
+        self._code = 0
         self._epoch = -1
         self._open_until = 0.0  # local monotonic time
         self._reported: str = CLOSED  # the state the last event said
@@ -136,25 +139,19 @@ class RedisBreaker:
         open_for = settings.open_for
         idle = max(key_ttl, window_ttl, 0.0 if callable(open_for) else 2 * open_for)
         self._open_us = None if callable(open_for) else str(round(open_for * 1e6))
-        self._idle_ms = _ms(idle)
-        self._acquire_args = (
-            str(settings.half_open_calls),
-            str(round(self._options.trial_lease * 1e6)),
-            self._channel,
-            str(self._idle_ms),
+        self._idle_ms = str(_ms(idle))
+        # The settings travel as one argument each (every argument costs the client).
+        trials = settings.half_open_calls
+        self._acquire_settings = (
+            f"trials={trials} lease={round(self._options.trial_lease * 1e6)} idle={self._idle_ms}"
         )
-        self._record_args = (
-            spec,
-            str(minimum),
-            "" if settings.failure_rate is None else repr(settings.failure_rate),
-            "" if settings.slow_call_duration is None else repr(settings.slow_call_rate),
-            "" if settings.consecutive_failures is None else str(settings.consecutive_failures),
-        )
-        self._record_tail = (
-            str(settings.half_open_calls),
-            self._channel,
-            str(self._idle_ms),
-            str(_ms(window_ttl)),
+        rate = "-" if settings.failure_rate is None else repr(settings.failure_rate)
+        slow = "-" if settings.slow_call_duration is None else repr(settings.slow_call_rate)
+        consecutive = settings.consecutive_failures or "-"
+        self._record_settings = (
+            f"window={spec} min={minimum} rate={rate} slow={slow} "
+            f"consecutive={consecutive} trials={trials} idle={self._idle_ms} "
+            f"wttl={_ms(window_ttl)}"
         )
         self.settings = settings
         self._open_cache = (-1, "")
@@ -169,6 +166,8 @@ class RedisBreaker:
 
     def learn(self, code: int, epoch: int, open_remaining_us: int) -> None:
         """A reply or a message said: state ``code`` at ``epoch``. Older news is ignored."""
+        if epoch == self._epoch and code == self._code and code != 1:
+            return  # nothing new (the common case: closed, as last time)
         with self._lock:
             if epoch < self._epoch:
                 return
@@ -176,6 +175,7 @@ class RedisBreaker:
             if state is OPEN:
                 self._open_until = self._now() + open_remaining_us / 1e6
             self._epoch = epoch
+            self._code = code
             self._state = state
         if state is not self._reported and self._link.up:
             self._report(state)
@@ -210,7 +210,7 @@ class RedisBreaker:
         return f"{self._options.instance}:{next(self._ids)}"
 
     def _admitted(self, reply: Sequence[Any], permit_id: str) -> Permit | None:
-        code, epoch, verdict, wait, opens = (int(value) for value in reply)
+        code, epoch, verdict, wait, opens = map(int, reply)
         self.learn(code, epoch, wait)
         if verdict == 1:
             return RedisPermit(epoch, False, "", opens, code != 4)
@@ -231,17 +231,15 @@ class RedisBreaker:
                 self._open_cache = (permit.opens, open_us)
         return (
             str(permit.epoch),
-            "1" if failed else "0",
-            "1" if slow else "0",
+            _OUTCOMES[failed + 2 * slow],
             permit.id,
-            *self._record_args,
             open_us,
-            *self._record_tail,
+            self._record_settings,
             self._time(),
         )
 
     def _recorded(self, reply: Sequence[Any]) -> None:
-        code, epoch, remaining, reshaped = (int(value) for value in reply)
+        code, epoch, remaining, reshaped = map(int, reply)
         self.learn(code, epoch, remaining)
         if reshaped and not self._window_warned:
             self._window_warned = True
@@ -258,7 +256,8 @@ class RedisBreaker:
         if not link.up:
             return self._local_acquire()
         permit_id = self._permit_id()
-        reply = link.run(CB_ACQUIRE, self._keys, (permit_id, *self._acquire_args, self._time()))
+        args = (permit_id, self._acquire_settings, self._time())
+        reply = link.run(CB_ACQUIRE, self._keys, args)
         if reply is FAILED:
             return self._local_acquire()
         return self._admitted(reply, permit_id)
@@ -268,7 +267,7 @@ class RedisBreaker:
         if not link.up:
             return self._local_acquire()
         permit_id = self._permit_id()
-        args = (permit_id, *self._acquire_args, self._time())
+        args = (permit_id, self._acquire_settings, self._time())
         reply = await link.arun(CB_ACQUIRE, self._keys, args)
         if reply is FAILED:
             return self._local_acquire()
@@ -311,7 +310,7 @@ class RedisBreaker:
         if action not in _ACTIONS:
             raise ValueError(f"unknown breaker action {action!r}")
         if self._link.up:
-            args = (action, self._channel, str(self._idle_ms), self._time())
+            args = (action, self._idle_ms, self._time())
             reply = self._link.run(CB_FORCE, self._keys, args)
             if reply is not FAILED:
                 self.learn(int(reply[0]), int(reply[1]), 0)

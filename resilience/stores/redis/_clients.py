@@ -134,3 +134,31 @@ def check_client(client: Any, *, stacklevel: int) -> None:
             RuntimeWarning,
             stacklevel=stacklevel + 1,
         )
+
+
+def drop_idle_connections(client: redis.Redis | redis.RedisCluster) -> None:
+    """Close the pooled connections nobody is using: after an outage they may lead
+    nowhere (a partition can leave sockets that never answer again)."""
+    if isinstance(client, redis.RedisCluster):
+        pools = [
+            node.redis_connection.connection_pool
+            for node in client.get_nodes()  # type: ignore[no-untyped-call]
+            if node.redis_connection is not None
+        ]
+    else:
+        pools = [client.connection_pool]
+    for pool in pools:
+        pool.disconnect(inuse_connections=False)
+
+
+async def adrop_idle_connections(
+    client: redis.asyncio.Redis | redis.asyncio.RedisCluster,
+) -> None:
+    """:func:`drop_idle_connections` for a ``redis.asyncio`` client."""
+    if isinstance(client, redis.asyncio.RedisCluster):
+        for node in client.get_nodes():
+            free = getattr(node, "disconnect_free_connections", None)
+            if free is not None:
+                await free()
+    else:
+        await client.connection_pool.disconnect(inuse_connections=False)

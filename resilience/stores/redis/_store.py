@@ -34,7 +34,14 @@ from ..._ratelimit_core import LimiterSettings
 from ..._validation import check_duration, check_positive_int
 from ._admin import BreakerStatus, BucketStatus, parse_breaker_status, parse_bucket_status
 from ._breaker import RedisBreaker
-from ._clients import async_client, check_client, sync_client, sync_twin
+from ._clients import (
+    adrop_idle_connections,
+    async_client,
+    check_client,
+    drop_idle_connections,
+    sync_client,
+    sync_twin,
+)
 from ._layout import (
     StoreOptions,
     breaker_keys,
@@ -203,6 +210,7 @@ class _SharedStore:
         one, so a server that answers PING but cannot run scripts (``CLIENT PAUSE
         WRITE``) is not taken for healthy."""
         client = self._client
+        drop_idle_connections(client)
         client.ping()
         for script in SCRIPTS:
             client.script_load(script.source)
@@ -244,9 +252,9 @@ class _SharedStore:
         name no instance has used yet. Returns the new status."""
         if action not in _ACTIONS:
             raise ValueError(f"action must be one of {', '.join(_ACTIONS)}; got {action!r}")
-        keys, channel = breaker_keys(self.prefix, name)
+        keys, _ = breaker_keys(self.prefix, name)
         idle = str(math.ceil(self._options.key_ttl * 1000))
-        reply = evalsha(self._client, CB_FORCE, keys, (action, channel, idle, ""))
+        reply = evalsha(self._client, CB_FORCE, keys, (action, idle, ""))
         backend = self._breakers.items.get(name)
         if backend is not None:
             backend.learn(int(reply[0]), int(reply[1]), 0)
@@ -596,12 +604,17 @@ class AsyncRedisStore(_SharedStore):
             )
         self._aclient = client
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Set when Redis comes back: the asyncio pool's idle connections may be dead.
+        self._stale = False
         twin = sync_client
 
         async def acall(script: Script, keys: Sequence[str], args: Sequence[object]) -> Any:
             loop = _require_asyncio()
             if loop is not self._loop:
                 self._bind(loop)
+            if self._stale:
+                self._stale = False
+                await adrop_idle_connections(client)
             return await aevalsha(client, script, keys, args)
 
         super().__init__(
@@ -612,6 +625,10 @@ class AsyncRedisStore(_SharedStore):
                 prefix, on_store_error, errors_to_cut_off, reconnect, trial_lease, key_ttl
             ),
         )
+        self._link.on_recovered(self._mark_stale)
+
+    def _mark_stale(self) -> None:
+        self._stale = True
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._loop is None:

@@ -8,6 +8,19 @@
 -- KEYS[4] hp: zset  trial permit id -> lease end (us)
 local S, W, R, HP = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = 0, 1, 2, 3, 4
+-- Transitions are published on <prefix>:cb:{<name>}:ev (a channel is not a key).
+local CHANNEL = string.sub(S, 1, -2) .. 'ev'
+
+-- The settings a caller sends, as one argument: "key=value" words, "-" for none.
+local function settings(text)
+  local out = {}
+  for key, value in string.gmatch(text, '(%w+)=(%S+)') do
+    if value ~= '-' then
+      out[key] = value
+    end
+  end
+  return out
+end
 
 local function load(now)
   local v = redis.call('HMGET', S, 'st', 'ep', 'ou', 'oc', 'ok', 'sl', 'cf', 'ws')
@@ -31,7 +44,7 @@ local function keep(b, idle_ms)
 end
 
 -- A new state and epoch; the window and the trial permits start over.
-local function transition(b, to, now, open_us, channel, idle_ms)
+local function transition(b, to, now, open_us, idle_ms)
   b.st = to
   b.ep = b.ep + 1
   if to == OPEN then
@@ -49,20 +62,21 @@ local function transition(b, to, now, open_us, channel, idle_ms)
   if to == OPEN then
     remaining = b.ou - now
   end
-  redis.call('PUBLISH', channel, to .. ' ' .. int(b.ep) .. ' ' .. int(remaining) .. ' ' .. b.oc)
+  redis.call('PUBLISH', CHANNEL, to .. ' ' .. int(b.ep) .. ' ' .. int(remaining) .. ' ' .. b.oc)
 end
 
--- The window's totals (calls, failures, slow calls), after adding an outcome when
--- `code` is given (0 success, 1 failure, 2 slow success, 3 slow failure).
--- spec is "t<bucket width us>" (ten buckets) or "c<size>".
-local function window(spec, now, code)
+-- Windows. spec is "t<bucket width us>" (ten time buckets, fields <slot>b (bucket
+-- number), <slot>c, <slot>f, <slot>s (calls, failures, slow calls), slot = bucket % 10)
+-- or "c<size>" (fields n, f, s: calls ever, failures and slow calls among the last
+-- size; the ring R holds one outcome code per position).
+-- Outcome codes: 0 success, 1 failure, 2 slow success, 3 slow failure.
+
+-- Count an outcome (no totals: a plain success can never trip the breaker).
+local function count(spec, now, code)
   if string.sub(spec, 1, 1) == 'c' then
     local size = tonumber(string.sub(spec, 2))
     local v = redis.call('HMGET', W, 'n', 'f', 's')
     local n, f, s = tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0
-    if code == nil then
-      return math.min(n, size), f, s
-    end
     local pos = n % size
     if n >= size then
       local old = tonumber(redis.call('GETRANGE', R, pos, pos)) or 0
@@ -70,27 +84,37 @@ local function window(spec, now, code)
       s = s - math.floor(old / 2)
     end
     redis.call('SETRANGE', R, pos, tostring(code))
-    n, f, s = n + 1, f + code % 2, s + math.floor(code / 2)
-    redis.call('HSET', W, 'n', int(n), 'f', f, 's', s)
-    return math.min(n, size), f, s
+    redis.call('HSET', W, 'n', int(n + 1), 'f', f + code % 2, 's', s + math.floor(code / 2))
+    return
   end
-  local width = tonumber(string.sub(spec, 2))
-  local current = math.floor(now / width)
+  local current = math.floor(now / tonumber(string.sub(spec, 2)))
+  local slot = tostring(current % 10)
+  if tonumber(redis.call('HGET', W, slot .. 'b')) == current then
+    redis.call('HINCRBY', W, slot .. 'c', 1)
+    if code % 2 == 1 then
+      redis.call('HINCRBY', W, slot .. 'f', 1)
+    end
+    if code >= 2 then
+      redis.call('HINCRBY', W, slot .. 's', 1)
+    end
+  else
+    redis.call('HSET', W, slot .. 'b', int(current), slot .. 'c', 1, slot .. 'f', code % 2,
+      slot .. 's', math.floor(code / 2))
+  end
+end
+
+-- The window's totals: calls, failures, slow calls.
+local function totals(spec, now)
+  if string.sub(spec, 1, 1) == 'c' then
+    local size = tonumber(string.sub(spec, 2))
+    local v = redis.call('HMGET', W, 'n', 'f', 's')
+    return math.min(tonumber(v[1]) or 0, size), tonumber(v[2]) or 0, tonumber(v[3]) or 0
+  end
+  local current = math.floor(now / tonumber(string.sub(spec, 2)))
   local flat = redis.call('HGETALL', W)
   local h = {}
   for i = 1, #flat, 2 do
     h[flat[i]] = tonumber(flat[i + 1])
-  end
-  if code ~= nil then
-    local slot = tostring(current % 10)
-    if h[slot .. 'b'] ~= current then
-      h[slot .. 'b'], h[slot .. 'c'], h[slot .. 'f'], h[slot .. 's'] = current, 0, 0, 0
-    end
-    h[slot .. 'c'] = h[slot .. 'c'] + 1
-    h[slot .. 'f'] = h[slot .. 'f'] + code % 2
-    h[slot .. 's'] = h[slot .. 's'] + math.floor(code / 2)
-    redis.call('HSET', W, slot .. 'b', int(current), slot .. 'c', h[slot .. 'c'],
-      slot .. 'f', h[slot .. 'f'], slot .. 's', h[slot .. 's'])
   end
   local calls, failures, slow = 0, 0, 0
   for i = 0, 9 do

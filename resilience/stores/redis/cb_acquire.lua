@@ -1,30 +1,33 @@
 -- Admit a call? KEYS: s, w, r, hp.
--- ARGV: permit id, half_open_calls, trial lease (us), channel, idle ttl (ms), [now us]
+-- ARGV: permit id, settings (trials=<half_open_calls> lease=<trial lease, us>
+--       idle=<idle ttl, ms>), [now us]
 -- Reply: {state, epoch, verdict (0 rejected, 1 admitted, 2 admitted as a trial),
 --         wait us (-1: until changed by hand), opens}
-local now = now_us(ARGV[6])
-local b = load(now)
+local b = load(0)
+local cfg = settings(ARGV[2])
 if b.new then
+  b.ep = now_us(ARGV[3])  -- a new (or expired) breaker: its epochs start at "now"
   redis.call('HSET', S, 'st', CLOSED, 'ep', int(b.ep), 'oc', 0)
-  redis.call('PEXPIRE', S, ARGV[5])
+  redis.call('PEXPIRE', S, cfg.idle)
 end
 if b.st == CLOSED or b.st == DISABLED then
-  return {b.st, b.ep, 1, 0, b.oc}
+  return {b.st, b.ep, 1, 0, b.oc}  -- the common case reads the clock not at all
 end
 if b.st == FORCED_OPEN then
   return {b.st, b.ep, 0, -1, b.oc}
 end
+local now = now_us(ARGV[3])
 if b.st == OPEN then
   if now < b.ou then
     return {b.st, b.ep, 0, b.ou - now, b.oc}
   end
   -- The first caller after the open period moves everyone to half-open.
-  transition(b, HALF_OPEN, now, 0, ARGV[4], ARGV[5])
+  transition(b, HALF_OPEN, now, 0, cfg.idle)
 end
 -- Half-open: trial permits are leases, so a holder that died frees its slot in time.
 redis.call('ZREMRANGEBYSCORE', HP, '-inf', int(now))
-if redis.call('ZCARD', HP) + b.ok < tonumber(ARGV[2]) then
-  local lease = tonumber(ARGV[3])
+if redis.call('ZCARD', HP) + b.ok < tonumber(cfg.trials) then
+  local lease = tonumber(cfg.lease)
   redis.call('ZADD', HP, int(now + lease), ARGV[1])
   redis.call('PEXPIRE', HP, math.ceil(lease / 500) + 1)
   return {b.st, b.ep, 2, 0, b.oc}

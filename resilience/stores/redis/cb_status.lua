@@ -9,7 +9,7 @@ if b.new then
 end
 local calls, failures, slow = 0, 0, 0
 if b.st == CLOSED and b.ws then
-  calls, failures, slow = window(b.ws, now, nil)
+  calls, failures, slow = totals(b.ws, now)
 end
 local trials = 0
 if b.st == HALF_OPEN then

@@ -1,0 +1,322 @@
+"""Hedge: the policy, its arguments, and its drivers (tasks for async, threads for sync).
+
+Decisions (launch another attempt, who won, when the call has lost) belong to
+``_hedge_core.Race``. The async driver runs attempts as tasks of an anyio task group
+(asyncio and trio) and waits for the first outcome, or the hedging delay, on the event
+loop's clock; the winner's arrival cancels the other tasks. The sync driver runs every
+attempt on a pooled worker thread (the Timeout's pool) and waits on a queue with a
+timeout; losing attempts cannot be stopped and finish in the background, their
+outcomes dropped.
+
+Latencies are measured on the policy's clock: those of winning attempts feed a learned
+delay (``LatencyQuantile``).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import anyio
+
+from ._clock import Clock
+from ._events import GLOBAL_LISTENERS
+from ._hedge_core import FATAL, NEXT, WAIT, WON, Latencies, Outcome, Race
+from ._notes import add_note
+from ._policy import AsyncRunner, Policy, Runner
+from ._timeout import run_detached
+from ._validation import (
+    check_duration,
+    check_exception_filter,
+    check_number,
+    check_positive_int,
+    check_predicate,
+)
+
+__all__ = ["Hedge", "LatencyQuantile"]
+
+
+def _check_delay(param: str, value: object) -> float:
+    seconds = check_duration(param, value)
+    if seconds > threading.TIMEOUT_MAX:  # a queue's timeout can't be more
+        raise ValueError(
+            f"{param} must be at most {threading.TIMEOUT_MAX:g} (threading.TIMEOUT_MAX), "
+            f"got {value!r}"
+        )
+    return seconds
+
+
+class LatencyQuantile:
+    """A hedging delay learned from recent calls: the ``quantile`` of the latencies of
+    the last ``window`` winning attempts (``initial`` seconds until ``min_samples`` of
+    them have been seen).
+
+    ``Hedge(LatencyQuantile(0.95))`` hedges the calls slower than 95% of recent ones.
+    """
+
+    __slots__ = ("initial", "min_samples", "quantile", "window")
+
+    def __init__(
+        self,
+        quantile: float = 0.95,
+        *,
+        window: int = 100,
+        min_samples: int = 20,
+        initial: float | timedelta = 1.0,
+    ) -> None:
+        q = check_number("quantile", quantile)
+        if not 0.0 < q < 1.0:
+            raise ValueError(f"quantile must be a number in (0, 1), got {quantile!r}")
+        self.quantile = q
+        self.window = check_positive_int("window", window)
+        self.min_samples = check_positive_int("min_samples", min_samples)
+        if self.min_samples > self.window:
+            raise ValueError(
+                f"min_samples must be at most window ({self.window}), got {min_samples!r}"
+            )
+        self.initial = _check_delay("initial", initial)
+
+    def _state(self) -> tuple[float, int, int, float]:
+        return self.quantile, self.window, self.min_samples, self.initial
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LatencyQuantile):
+            return NotImplemented
+        return self._state() == other._state()
+
+    def __hash__(self) -> int:
+        return hash(self._state())
+
+    def __repr__(self) -> str:
+        return (
+            f"LatencyQuantile({self.quantile!r}, window={self.window!r}, "
+            f"min_samples={self.min_samples!r}, initial={self.initial!r})"
+        )
+
+
+class _Outcomes:
+    """Where async attempts leave their outcomes, and the caller waits for them (one
+    event loop, so no lock: an attempt appends then sets the event, the caller looks
+    before it waits)."""
+
+    __slots__ = ("_event", "_items")
+
+    def __init__(self) -> None:
+        self._items: deque[Outcome] = deque()
+        self._event: anyio.Event | None = None
+
+    def put(self, outcome: Outcome) -> None:
+        self._items.append(outcome)
+        event = self._event
+        if event is not None:
+            event.set()
+
+    def take(self) -> Outcome | None:
+        items = self._items
+        return items.popleft() if items else None
+
+    async def wait(self) -> Outcome:
+        items = self._items
+        while not items:
+            self._event = event = anyio.Event()
+            await event.wait()
+        return items.popleft()
+
+
+class Hedge(Policy):
+    """For idempotent calls: when the first attempt has not finished after ``delay``
+    seconds, start another one (up to ``max_hedges`` more), take the first success and
+    cancel the rest.
+
+    ``delay`` is a duration (0: start every attempt at once), or a
+    :class:`LatencyQuantile` learned from recent calls. An attempt that raises one of
+    ``hedge_on`` (or returns a result ``hedge_if_result`` matches) has failed: the next
+    attempt starts at once, and if every attempt fails the last failure is the call's.
+    Any other exception ends the call at once.
+
+    Async calls run their attempts as tasks (asyncio and trio); sync calls run them on
+    worker threads, where a losing attempt cannot be stopped and finishes in the
+    background. See the docs page "Hedging".
+    """
+
+    kind = "hedge"
+
+    def __init__(
+        self,
+        delay: float | timedelta | LatencyQuantile,
+        max_hedges: int = 1,
+        *,
+        hedge_on: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | Callable[[BaseException], bool] = (Exception,),
+        hedge_if_result: Callable[[Any], bool] | None = None,
+        name: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(name, clock)
+        self._learned: Latencies | None
+        if isinstance(delay, LatencyQuantile):
+            self._learned = Latencies(
+                delay.quantile, delay.window, delay.min_samples, delay.initial
+            )
+            self._fixed = delay.initial
+        else:
+            self._learned = None
+            self._fixed = _check_delay("delay", delay)
+        self._delay_spec = delay
+        self._max_hedges = check_positive_int("max_hedges", max_hedges)
+        self._hedge_on = check_exception_filter("hedge_on", hedge_on)
+        self._hedge_if_result = check_predicate("hedge_if_result", hedge_if_result)
+        self._compose()
+
+    # -- reading -----------------------------------------------------------------------
+
+    @property
+    def delay(self) -> float:
+        """The hedging delay in force now, in seconds (learned, with a LatencyQuantile)."""
+        learned = self._learned
+        return self._fixed if learned is None else learned.delay
+
+    @property
+    def max_hedges(self) -> int:
+        """How many attempts a call may start beyond the first."""
+        return self._max_hedges
+
+    def __repr__(self) -> str:
+        return f"Hedge({self._delay_spec!r}, max_hedges={self._max_hedges}, name={self.name!r})"
+
+    # -- bookkeeping shared by both drivers ----------------------------------------------
+
+    def _race(self) -> Race:
+        return Race(1 + self._max_hedges, self._hedge_on, self._hedge_if_result)
+
+    def _hedged(self, attempt: int, delay: float, after: Outcome | None) -> None:
+        """Attempt number ``attempt`` was launched: ``delay`` after the previous one, or
+        at once (``after`` the failure of another)."""
+        if GLOBAL_LISTENERS or self._listeners:
+            self._emit_event(
+                "hedge",
+                attempt=attempt,
+                delay=delay,
+                exception=None if after is None else after.exception,
+            )
+
+    def _settle(self, race: Race, outcome: Outcome, verdict: str) -> Any:
+        """The call's result (or exception), once the race is decided."""
+        if verdict is WON:
+            if self._learned is not None:
+                self._learned.record(outcome.duration)
+            if GLOBAL_LISTENERS or self._listeners:
+                self._emit_event("success", attempt=outcome.attempt, duration=outcome.duration)
+            return outcome.result
+        if verdict is FATAL:
+            raise outcome.exception  # type: ignore[misc]
+        last = race.last
+        assert last is not None
+        exc = last.exception
+        if GLOBAL_LISTENERS or self._listeners:
+            self._emit_event("give_up", attempt=race.launched, exception=exc)
+        if exc is None:
+            return last.result
+        add_note(
+            exc,
+            f"resilience: Hedge {self.name or '<unnamed>'} gave up: "
+            f"all {race.launched} attempts failed",
+        )
+        raise exc
+
+    # -- drivers -------------------------------------------------------------------------
+
+    def _sync_runner(self, inner: Runner) -> Runner:
+        now = self._clock.monotonic
+        race_for, hedged, settle = self._race, self._hedged, self._settle
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            race = race_for()
+            outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+
+            def attempt(number: int) -> None:
+                start = now()
+                try:
+                    result = inner(*args, **kwargs)
+                except BaseException as exc:
+                    outcomes.put(Outcome(number, exc, None, now() - start))
+                else:
+                    outcomes.put(Outcome(number, None, result, now() - start))
+
+            delay = self.delay
+            run_detached(attempt, race.launch())
+            while True:
+                try:
+                    outcome = outcomes.get(timeout=delay) if race.can_launch else outcomes.get()
+                except queue.Empty:  # the delay passed: hedge
+                    number = race.launch()
+                    hedged(number, delay, None)
+                    run_detached(attempt, number)
+                    continue
+                verdict = race.judge(outcome)
+                if verdict is NEXT:
+                    number = race.launch()
+                    hedged(number, 0.0, outcome)
+                    run_detached(attempt, number)
+                elif verdict is not WAIT:
+                    # Losing attempts still running finish in the background; nobody
+                    # reads their outcomes.
+                    return settle(race, outcome, verdict)
+
+        return run
+
+    def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
+        now = self._clock.monotonic
+        race_for, hedged, settle = self._race, self._hedged, self._settle
+
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            race = race_for()
+            outcomes = _Outcomes()
+            cancelled = anyio.get_cancelled_exc_class()
+
+            async def attempt(number: int) -> None:
+                start = now()
+                try:
+                    result = await inner(*args, **kwargs)
+                except cancelled:
+                    raise  # the race is over (or the caller was cancelled)
+                except BaseException as exc:
+                    outcomes.put(Outcome(number, exc, None, now() - start))
+                else:
+                    outcomes.put(Outcome(number, None, result, now() - start))
+
+            delay = self.delay
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(attempt, race.launch())
+                while True:
+                    outcome = outcomes.take()
+                    if outcome is None:
+                        if race.can_launch:
+                            if delay > 0:
+                                with anyio.move_on_after(delay):
+                                    outcome = await outcomes.wait()
+                            outcome = outcome or outcomes.take()
+                            if outcome is None:  # the delay passed: hedge
+                                number = race.launch()
+                                hedged(number, delay, None)
+                                tg.start_soon(attempt, number)
+                                continue
+                        else:
+                            outcome = await outcomes.wait()
+                    verdict = race.judge(outcome)
+                    if verdict is NEXT:
+                        number = race.launch()
+                        hedged(number, 0.0, outcome)
+                        tg.start_soon(attempt, number)
+                    elif verdict is not WAIT:
+                        tg.cancel_scope.cancel()  # stop the attempts still running
+                        decided = outcome
+                        break
+            return settle(race, decided, verdict)
+
+        return run

@@ -1,0 +1,178 @@
+"""A worker process for the multi-process tests: ``python redis_worker.py MODE JSON``.
+
+The worker builds its own store (its own connections, as another host would), prints
+``ready``, waits for a start time (wall clock, seconds) on stdin, does its part, and
+prints one line of JSON with what it saw.
+
+``fleet`` mode (``{"inner": MODE, "count": N, ...}``) forks N children first, each of
+which builds its own store after the fork and runs MODE; the worker relays the start
+time to them and prints the list of their results. Forking one interpreter that has
+already imported everything starts a fleet in milliseconds, where spawning N
+interpreters takes seconds on a busy machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from resilience import CircuitBreaker, CircuitOpen, RateLimited, TokenBucket
+from resilience.stores.redis import RedisStore
+
+Begin = Callable[[], float]
+
+
+def from_stdin() -> float:
+    """Say ready on stdout, read the start time on stdin, sleep until it."""
+    print("ready", flush=True)
+    start = float(sys.stdin.readline())
+    time.sleep(max(0.0, start - time.time()))
+    return start
+
+
+def half_open(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, Any]:
+    """Hammer a breaker that has just left OPEN; trials block longer than the storm."""
+    breaker = CircuitBreaker(store=store, **args["breaker"])
+    trials = rejected = 0
+
+    def trial() -> None:
+        nonlocal trials
+        trials += 1
+        time.sleep(args["trial_seconds"])
+
+    start = begin()
+    while time.time() < start + args["storm_seconds"]:
+        try:
+            breaker.call(trial)
+        except CircuitOpen:
+            rejected += 1
+    return {"trials": trials, "rejected": rejected}
+
+
+def hold_trial(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, Any]:
+    """Take the one trial permit and never give it back (the parent kills us)."""
+    breaker = CircuitBreaker(store=store, **args["breaker"])
+    begin()
+
+    def forever() -> None:
+        print("holding", flush=True)
+        time.sleep(3600)
+
+    breaker.call(forever)
+    return {}
+
+
+def bucket(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, Any]:
+    """Take tokens as fast as they come for a while. Report how many, and the client
+    times just before and just after the first and the last grant (the server decided
+    each somewhere in between)."""
+    limiter = TokenBucket(store=store, **args["bucket"])
+    admitted = refused = 0
+    grants: list[tuple[float, float]] = []
+    start = begin()
+    while time.time() < start + args["seconds"]:
+        before = time.time()
+        try:
+            limiter.acquire()
+        except RateLimited:
+            refused += 1
+        else:
+            admitted += 1
+            grants.append((before, time.time()))
+        time.sleep(args["pause"])
+    return {"admitted": admitted, "refused": refused, "first": grants[0], "last": grants[-1]}
+
+
+def forked(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, Any]:
+    """A store made before fork() (a pre-forking server's app), used in the child."""
+    breaker = CircuitBreaker(store=store, **args["breaker"])
+    breaker.call(lambda: 1)  # the transition listener runs in the parent
+    begin()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own threads, its own connections
+        report: dict[str, Any] = {}
+        try:
+            report["calls"] = [breaker.call(lambda: 2) for _ in range(3)]
+            os.write(write, b"go\n")  # the parent now opens the breaker by hand
+            deadline = time.monotonic() + 10
+            while breaker.state != "forced_open" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            report["heard"] = breaker.state  # through the child's own listener
+            report["calls_seen"] = breaker.metrics().calls
+        finally:
+            with os.fdopen(write, "w") as out:
+                out.write(json.dumps(report) + "\n")
+            os._exit(0)
+    with os.fdopen(read) as child:
+        assert child.readline() == "go\n"
+        store.force_breaker(args["breaker"]["name"], "open")
+        report = json.loads(child.readline())
+    os.waitpid(pid, 0)
+    return report
+
+
+MODES = {"half_open": half_open, "hold_trial": hold_trial, "bucket": bucket, "forked": forked}
+
+
+def run(mode: str, args: dict[str, Any], begin: Begin) -> Any:
+    with RedisStore.from_url(args["url"], **args["store"]) as store:
+        return MODES[mode](store, args, begin)
+
+
+def fleet(args: dict[str, Any]) -> list[Any]:
+    children = []
+    for _ in range(args["count"]):
+        down_read, down_write = os.pipe()  # the start time, to the child
+        up_read, up_write = os.pipe()  # "ready", then the result, from the child
+        pid = os.fork()
+        if pid == 0:
+            os.close(down_write)
+            os.close(up_read)
+            with os.fdopen(down_read) as down, os.fdopen(up_write, "w") as up:
+
+                def begin() -> float:
+                    up.write("ready\n")
+                    up.flush()
+                    start = float(down.readline())
+                    time.sleep(max(0.0, start - time.time()))
+                    return start
+
+                result = run(args["inner"], args, begin)
+                up.write(json.dumps(result) + "\n")
+            os._exit(0)
+        os.close(down_read)
+        os.close(up_write)
+        children.append((pid, os.fdopen(down_write, "w"), os.fdopen(up_read)))
+    for _, _, up in children:
+        assert up.readline() == "ready\n"
+    print("ready", flush=True)
+    start = sys.stdin.readline()
+    for _, down, _ in children:
+        down.write(start)
+        down.flush()
+    results = []
+    for pid, down, up in children:
+        results.append(json.loads(up.readline()))
+        down.close()
+        up.close()
+        os.waitpid(pid, 0)
+    return results
+
+
+def main() -> None:
+    mode, raw = sys.argv[1], sys.argv[2]
+    args = json.loads(raw)
+    if mode == "fleet":
+        result: Any = fleet(args)
+    else:
+        result = run(mode, args, from_stdin)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
