@@ -427,11 +427,13 @@ def apply(policy: Policy, spec: PolicySpec) -> None:
                 new_budget.min_per_second,
             )
             kwargs["budget"] = old_budget
+    args = (kwargs.pop("value"),) if spec.kind == "fallback" else ()
     try:
-        if spec.kind == "fallback":
-            policy._configure(kwargs.pop("value"), **kwargs)  # type: ignore[attr-defined]
-        else:
-            policy._configure(**kwargs)  # type: ignore[attr-defined]
+        # The policy, and the copies that stand in for it (the HTTP integrations' per
+        # host copies); later copies are cloned with the new settings.
+        for target in (policy, *policy._following()):
+            target._configure(*args, **kwargs)  # type: ignore[attr-defined]
+            target._configured(dict(zip(("value",), args, strict=False), **kwargs))
     except (ValueError, TypeError, OverflowError) as exc:
         raise _constructor_error(spec, exc) from None
 

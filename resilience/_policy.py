@@ -187,6 +187,30 @@ class Policy:
         bound.arguments.update(changes)
         return type(self)(*bound.args, **bound.kwargs)
 
+    # -- settings changed in place (Registry.reload) ------------------------------------
+
+    def _configured(self, changes: dict[str, Any]) -> None:
+        """Constructor arguments were changed in place (``_configure``, by a config
+        reload): later clones take the settings in force."""
+        args, kwargs = self._init_args
+        bound = inspect.signature(type(self)).bind(*args, **kwargs)
+        bound.arguments.update(changes)
+        self._init_args = (bound.args, bound.kwargs)
+
+    def _follow(self, copy: Policy) -> None:
+        """Make ``copy`` (a clone standing in for this policy, such as a host's copy in
+        the HTTP integrations) follow it: a config reload that changes this policy's
+        settings changes the copy's too."""
+        followers: weakref.WeakSet[Policy] | None = self.__dict__.get("_followers")
+        if followers is None:
+            followers = self.__dict__["_followers"] = weakref.WeakSet()
+        followers.add(copy)
+
+    def _following(self) -> list[Policy]:
+        """The live copies that follow this policy."""
+        followers = self.__dict__.get("_followers")
+        return [] if followers is None else list(followers)
+
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Send this policy's events to ``listener``; returns a function that stops it."""
         if not callable(listener):

@@ -141,4 +141,5 @@ def _copy(template: Policy, host: str) -> Policy:
     copy = template.clone(key=f"{base}@{host}") if base is not None else template.clone()
     for listener in tuple(template._listeners):
         copy.listen(listener)
+    template._follow(copy)  # a config reload of the template reaches the hosts too
     return copy

@@ -34,7 +34,8 @@ class _Common(Protected):
 
     #: The client library's module (httpx or httpx2).
     _lib: ModuleType
-    #: Request body streams that can be sent again.
+    #: Request body streams that can be sent again (one at a time; only
+    #: ``ByteStream``, bytes in memory, twice at once).
     _replayable: tuple[type[Any], ...]
 
     def __init__(
@@ -76,13 +77,15 @@ class _Common(Protected):
     def _exchange(self, request: Any) -> _HttpxExchange:
         url = request.url
         extensions = request.extensions
+        stream = request.stream
         exchange = _HttpxExchange(
             self._rules,
             origin(url.scheme, url.host, url.port),
             request.method,
             request,
             self._rules.may_retry(request.method, request.headers, extensions.get("idempotent")),
-            isinstance(request.stream, self._replayable),
+            isinstance(stream, self._replayable),
+            isinstance(stream, self._lib.ByteStream),
         )
         exchange.timeouts = extensions.get("timeout")
         return exchange
@@ -129,7 +132,7 @@ class TransportBase(_Common):
         return self._checked(self._handle(self._exchange(request), _close))
 
     def _attempt(self, exchange: _HttpxExchange) -> Any:
-        if exchange._responses:  # earlier attempts' responses, nobody will read them
+        if exchange._failed:  # failed attempts' responses: nobody will read them
             for response in exchange.discarded():
                 response.close()
         response = self.transport.handle_request(_prepare(exchange, network_budget(False)))
@@ -153,7 +156,7 @@ class AsyncTransportBase(_Common):
         return self._checked(response)
 
     async def _attempt(self, exchange: _HttpxExchange) -> Any:
-        if exchange._responses:  # earlier attempts' responses, nobody will read them
+        if exchange._failed:  # failed attempts' responses: nobody will read them
             await aclose_all(exchange.discarded(), _aclose)
         response = await self.transport.handle_async_request(
             _prepare(exchange, network_budget(True))

@@ -31,6 +31,10 @@ class _AiohttpExchange(Exchange):
 
     handler: ClientHandlerType
 
+    def may_duplicate(self) -> bool:
+        body = self.request.body
+        return self.may_retry and (not body or isinstance(body, BytesPayload))
+
     def can_resend(self) -> bool:
         # aiohttp knows whether a body can be written again: bytes can, a stream that
         # was read cannot.
@@ -73,7 +77,7 @@ class ResilienceMiddleware(Protected):
         return response
 
     async def _attempt(self, exchange: _AiohttpExchange) -> Any:
-        if exchange._responses:  # earlier attempts' responses, nobody will read them
+        if exchange._failed:  # failed attempts' responses: nobody will read them
             await aclose_all(exchange.discarded(), _aclose)
         budget = network_budget(True)
         if budget is None:
