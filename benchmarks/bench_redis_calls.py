@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.metadata
+import os
 import platform
 import sys
 import time
@@ -363,11 +364,13 @@ def checks(results: list[Result]) -> list[str]:
 
 def report(results: list[Result], calls: int, rounds: int, version: str) -> str:
     when = time.strftime("%Y-%m-%d")
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     out = [
         f"Measured {when} on {platform.python_implementation()} {platform.python_version()}, "
         f"{platform.machine()}, Redis {version} on loopback, redis-py {redis.__version__}, "
         f"pybreaker {importlib.metadata.version('pybreaker')}, "
-        f"limits {limits.__version__}; {calls} calls per round, best of {rounds} rounds.",
+        f"limits {limits.__version__}; {calls} calls per round, best of {rounds} rounds; "
+        f"load average {load}.",
         "",
         "Sync:",
         "",

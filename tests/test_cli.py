@@ -1,4 +1,5 @@
-"""The ``resilience`` command. The demo sleeps a quarter second once, in real time."""
+"""The ``resilience`` command, run as a user runs it: the installed command in a
+subprocess (the demo for a few real seconds, against its real local upstreams)."""
 
 from __future__ import annotations
 
@@ -10,37 +11,11 @@ from typing import Any
 
 import pytest
 
+import resilience._demo_upstream as demo_upstream
 from resilience._events import GLOBAL_LISTENERS
 from resilience.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def breaker_lines(output: str) -> list[str]:
-    return [line.strip() for line in output.splitlines() if "[breaker]" in line]
-
-
-def test_demo_shows_the_breaker_opening_and_closing_again(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert main(["demo", "--calls", "15", "--seed", "1"]) == 0
-    out = capsys.readouterr().out
-    transitions = breaker_lines(out)
-    assert "[breaker] closed -> open" in transitions
-    assert "[breaker] half_open -> closed" in transitions
-    # It opens before it closes again, and it ends closed.
-    assert transitions.index("[breaker] closed -> open") < transitions.index(
-        "[breaker] half_open -> closed"
-    )
-    assert "-- the dependency goes down --" in out
-    assert "-- the dependency recovers --" in out
-    assert "[retry]" in out
-    assert "rejected at once" in out or "failed after retries" in out
-    assert "breaker at the end: closed" in out
-    # One result line per call, numbered 0..14.
-    for i in range(15):
-        assert f"request {i}:" in out
-    assert GLOBAL_LISTENERS == []  # the demo's narrator unsubscribed
 
 
 def test_missing_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -51,7 +26,15 @@ def test_missing_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 
 
 @pytest.mark.parametrize(
-    "argv", [["demo", "--calls", "many"], ["demo", "--seed", "x"], ["no-such-command"]]
+    "argv",
+    [
+        ["demo", "--duration", "soon"],
+        ["demo", "--duration", "0"],
+        ["demo", "--rate", "-1"],
+        ["demo", "--seed", "x"],
+        ["check-config"],
+        ["no-such-command"],
+    ],
 )
 def test_bad_arguments_are_usage_errors(
     argv: list[str], capsys: pytest.CaptureFixture[str]
@@ -69,21 +52,25 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert "demo" in capsys.readouterr().out
 
 
-def test_python_dash_m_resilience_demo_runs() -> None:
+def test_python_dash_m_resilience_runs() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-m", "resilience", "demo", "--calls", "12"],
+        [
+            sys.executable,
+            "-m",
+            "resilience",
+            "check-config",
+            str(ROOT / "resilience" / "demo.toml"),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=60,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "[breaker] closed -> open" in proc.stdout
-    assert "breaker at the end:" in proc.stdout
-    assert proc.stderr == ""
+    assert "upstream  1  retry" in proc.stdout
 
 
 def test_python_dash_m_resilience_without_command_fails() -> None:
@@ -186,3 +173,74 @@ def test_check_config_of_a_missing_file(tmp_path: Path) -> None:
     proc = run_command("check-config", str(tmp_path / "nope.toml"))
     assert proc.returncode == 1
     assert "cannot read it: No such file or directory" in proc.stderr
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+
+def numbers(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip("│┃ ").split("│")]
+
+
+def test_demo_runs_end_to_end_and_compares_both_clients() -> None:
+    proc = run_command("demo", "--duration", "3", "--rate", "20", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert proc.stderr == ""
+    assert "\x1b[" not in out  # not a terminal: a plain log, no redrawing
+    lines = out.splitlines()
+    assert lines[0].startswith("resilience demo: 3 s of 20 requests/s")
+    # The upstream went through every phase, in order, logged as it happened.
+    phases = [
+        line.split("upstream: ")[1].split(" (")[0] for line in lines if "] upstream: " in line
+    ]
+    assert phases == [phase.name for phase in demo_upstream.PHASES]
+    # What each policy of the bundled pipeline did.
+    for kind in ("retry", "circuit_breaker", "token_bucket", "bulkhead", "timeout"):
+        assert any(line.startswith(f"│ {kind} upstream") for line in lines), kind
+    # Both clients made the same calls: 20 per second for 3 seconds.
+    made = next(numbers(line) for line in lines if "calls made" in line)
+    assert made == ["calls made", "60", "60"]
+    succeeded = next(numbers(line) for line in lines if "│ succeeded  " in line)
+    assert all(cell.endswith("%") for cell in succeeded[1:])
+    for row in ("latency p50", "latency p95", "latency p99", "requests the upstream got"):
+        assert any(row in line for line in lines), row
+    assert lines[-2].startswith("With the pipeline ") or lines[-1].startswith("With the pipeline")
+
+
+def test_demo_with_a_config_of_ones_own(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(
+        '[pipelines.mine]\nretry = { attempts = 2, backoff = "10ms" }\ntimeout = "200ms"\n'
+    )
+    proc = run_command(
+        "demo", "--duration", "1", "--rate", "10", "--config", str(path), "--pipeline", "mine"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "pipeline 'mine' of mine.toml" in proc.stdout.replace("\n", " ")
+    assert "│ retry mine " in proc.stdout
+    assert "circuit_breaker" not in proc.stdout
+    proc = run_command("demo", "--duration", "1", "--config", str(path))
+    assert proc.returncode == 1
+    assert "no pipeline 'upstream'" in proc.stderr
+    path.write_text("[pipelines.mine]\nretry = { atempts = 2 }\n")
+    proc = run_command("demo", "--config", str(path), "--pipeline", "mine")
+    assert proc.returncode == 1
+    assert "did you mean 'attempts'?" in proc.stderr
+
+
+def test_demo_without_the_cli_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "rich", None)  # as if rich were not installed
+    monkeypatch.setitem(sys.modules, "rich.console", None)
+    assert main(["demo", "--duration", "1"]) == 1
+    assert "pip install 'resiliency[cli]'" in capsys.readouterr().err
+    assert GLOBAL_LISTENERS == []
+
+
+def test_demo_live_view_on_a_terminal() -> None:
+    proc = run_command("demo", "--duration", "1", "--rate", "10", "--live")
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b[" in proc.stdout  # drawn in place, with colours
+    assert "with the pipeline" in proc.stdout

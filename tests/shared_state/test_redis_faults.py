@@ -353,3 +353,22 @@ def test_a_caller_s_own_exception_survives_an_outage(
     for _ in range(6):  # detecting, then cut off: always the caller's own exception
         with pytest.raises(Boom):
             breaker.call(_boom)
+
+
+def test_breakers_made_while_redis_is_down_work_locally_at_once(
+    own_server: RedisServer, fragile: Callable[..., RedisStore]
+) -> None:
+    own_server.kill()
+    store = fragile(own_server.url)
+    started = time.monotonic()
+    breaker = CircuitBreaker("early", store=store)
+    limiter = TokenBucket(10, store=store, key="early")
+    assert time.monotonic() - started < HANG  # no wait for a listener that cannot listen
+    for i in range(5):
+        assert breaker.call(lambda i=i: i) == i
+        limiter.acquire()
+    assert not store.available
+    own_server.start()
+    eventually(lambda: store.available)
+    assert breaker.call(lambda: "shared") == "shared"
+    assert store.breaker_status("early") is not None

@@ -218,13 +218,14 @@ class _SharedStore:
 
     def _listen(self) -> None:
         """Start the transition listener with the first breaker, and wait (briefly)
-        until it is subscribed: transitions from then on reach this process."""
+        until it is subscribed (transitions from then on reach this process), or its
+        first attempt failed (Redis down: the breaker must not wait for it)."""
         if self._listener is None:
             with self._breakers._lock:
                 if self._listener is None:
                     self._listener = _TransitionListener(self)
             if self._link.up:
-                self._listener.subscribed.wait(_SUBSCRIBE_WAIT)
+                self._listener.settled.wait(_SUBSCRIBE_WAIT)
 
     # -- admin API ---------------------------------------------------------------------
 
@@ -341,8 +342,8 @@ class _TransitionListener:
     def __init__(self, store: _SharedStore) -> None:
         self._store = store
         self._stop = threading.Event()
-        #: Set once the first subscription is in place.
-        self.subscribed = threading.Event()
+        #: Set once the first subscription is in place, or failed.
+        self.settled = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"resilience-redis-listener-{store.prefix}", daemon=True
         )
@@ -379,8 +380,9 @@ class _TransitionListener:
                         # Messages may have been missed before: learn the state now.
                         for backend in list(store._breakers.items.values()):
                             backend.refresh()
-                        self.subscribed.set()
+                        self.settled.set()
             except Exception as exc:
+                self.settled.set()
                 failures += 1
                 _log.debug("redis store %s: transition listener: %r", store.prefix, exc)
                 self._stop.wait(min(0.1 * 2**failures, 5.0))

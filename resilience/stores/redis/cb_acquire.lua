@@ -4,14 +4,15 @@
 -- Reply: {state, epoch, verdict (0 rejected, 1 admitted, 2 admitted as a trial),
 --         wait us (-1: until changed by hand), opens}
 local b = load(0)
+if b.st == CLOSED and not b.new or b.st == DISABLED then
+  return {b.st, b.ep, 1, 0, b.oc}  -- the common case: no clock, no settings, no write
+end
 local cfg = settings(ARGV[2])
 if b.new then
   b.ep = now_us(ARGV[3])  -- a new (or expired) breaker: its epochs start at "now"
   redis.call('HSET', S, 'st', CLOSED, 'ep', int(b.ep), 'oc', 0)
   redis.call('PEXPIRE', S, cfg.idle)
-end
-if b.st == CLOSED or b.st == DISABLED then
-  return {b.st, b.ep, 1, 0, b.oc}  -- the common case reads the clock not at all
+  return {b.st, b.ep, 1, 0, b.oc}
 end
 if b.st == FORCED_OPEN then
   return {b.st, b.ep, 0, -1, b.oc}
