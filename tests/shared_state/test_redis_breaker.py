@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from resilience import CircuitBreaker, CircuitOpen, CountWindow, Event, listen
+from resilience import CircuitBreaker, CircuitOpen, CountWindow, Event, TokenBucket, listen
 from resilience.stores.redis import RedisStore
 from resilience.testing import FakeClock
 
@@ -335,3 +335,16 @@ def test_events_of_the_store_are_plain_events(make_store: Callable[..., RedisSto
     finally:
         stop()
     assert [e.type for e in events if e.kind == "store"] == []
+
+
+def test_a_store_does_not_keep_dropped_policies(make_store: Callable[..., RedisStore]) -> None:
+    import gc
+
+    store = make_store()
+    for i in range(20):
+        CircuitBreaker(f"host-{i}", store=store).call(lambda: 1)
+        TokenBucket(10, store=store, key=f"host-{i}").acquire()
+    gc.collect()
+    assert len(store._breakers.items) == 0
+    assert len(store._buckets.items) == 0
+    assert len(store.breakers()) == 20  # their state stays in Redis until it expires

@@ -372,3 +372,25 @@ def test_breakers_made_while_redis_is_down_work_locally_at_once(
     eventually(lambda: store.available)
     assert breaker.call(lambda: "shared") == "shared"
     assert store.breaker_status("early") is not None
+
+
+def test_a_replica_left_behind_by_a_failover(
+    own_server: RedisServer, fragile: Callable[..., RedisStore], watch: Callable[..., Watch]
+) -> None:
+    """The store talks to a server that became (or still is) a read-only replica: it
+    answers reads and refuses writes. The first refusal cuts the store off; it comes
+    back when the server is promoted (REPLICAOF NO ONE), as after a failover."""
+    with RedisServer(args=["--replicaof", "127.0.0.1", str(own_server.port)]) as replica:
+        store = fragile(replica.url)
+        watcher = watch(store)
+        breaker = CircuitBreaker("replica", store=store)
+        for i in range(5):
+            assert breaker.call(lambda i=i: i) == i
+        assert watcher.types == ["unavailable"]
+        assert "ReadOnlyError" in repr(watcher.events[0].exception)
+        time.sleep(0.2)
+        assert not store.available  # probes write: still refused
+        replica.command("REPLICAOF", "NO", "ONE")
+        eventually(lambda: watcher.types == ["unavailable", "recovered"])
+        assert breaker.call(lambda: "promoted") == "promoted"
+        assert store.breaker_status("replica") is not None

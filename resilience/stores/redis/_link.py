@@ -20,6 +20,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
+from redis.exceptions import ReadOnlyError
+
 from ..._backoff import Backoff
 from ..._events import Event, emit
 from ._scripts import Script
@@ -111,10 +113,14 @@ class Link:
     # -- cutting off and coming back ---------------------------------------------------
 
     def _failed(self, exc: Exception) -> None:
+        # A read-only replica (a failover the client has not followed) answers reads
+        # and refuses writes: reads in between would keep resetting the count, so the
+        # first refusal cuts off, and the probe (which writes) decides when to return.
+        fatal = isinstance(exc, ReadOnlyError)
         with self._lock:
             self.failures += 1
             self._errors += 1
-            cut = self.up and self._errors >= self._limit
+            cut = self.up and (fatal or self._errors >= self._limit)
             if cut:
                 self.up = False
                 self.generation += 1
@@ -126,7 +132,7 @@ class Link:
             "redis store %s: unavailable after %d failed calls in a row (last: %r); "
             "deciding from local state until it answers again",
             self.name,
-            self._limit,
+            self._errors,
             exc,
         )
         emit((), Event("store", self.name, "unavailable", time.monotonic(), exception=exc))

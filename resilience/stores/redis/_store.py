@@ -86,12 +86,17 @@ def _check_prefix(prefix: object) -> str:
 
 
 class _Registry(Generic[B]):
-    """Backends by name: one per name and store, shared by policies of that name."""
+    """Backends by name: one per name and store, shared by policies of that name.
+
+    Held weakly: a policy dropped by its owner (say, a per-host breaker evicted by
+    ``per_key``) takes its backend with it, so a store serving many names does not grow
+    without bound.
+    """
 
     def __init__(self, what: str) -> None:
         self._what = what
         self._lock = threading.Lock()
-        self.items: dict[str, B] = {}
+        self.items: weakref.WeakValueDictionary[str, B] = weakref.WeakValueDictionary()
 
     def get(self, name: str, settings: object, make: Callable[[], B]) -> tuple[B, bool]:
         with self._lock:
@@ -207,14 +212,15 @@ class _SharedStore:
 
     def _probe(self) -> None:
         """Is Redis back? Reloads the scripts (a restarted server has none) and runs
-        one, so a server that answers PING but cannot run scripts (``CLIENT PAUSE
-        WRITE``) is not taken for healthy."""
+        one that writes, so a server that answers PING but cannot run our scripts
+        (``CLIENT PAUSE WRITE``, a read-only replica after a failover) is not taken for
+        healthy."""
         client = self._client
         drop_idle_connections(client)
         client.ping()
         for script in SCRIPTS:
             client.script_load(script.source)
-        evalsha(client, PING, (), ())
+        evalsha(client, PING, (f"{self.prefix}:probe",), ())
 
     def _listen(self) -> None:
         """Start the transition listener with the first breaker, and wait (briefly)
@@ -377,9 +383,7 @@ class _TransitionListener:
                     if message.get("type") == "pmessage":
                         self._deliver(_text(message["channel"]), _text(message["data"]))
                     elif message.get("type") == "psubscribe":
-                        # Messages may have been missed before: learn the state now.
-                        for backend in list(store._breakers.items.values()):
-                            backend.refresh()
+                        self._refresh_all()
                         self.settled.set()
             except Exception as exc:
                 self.settled.set()
@@ -392,6 +396,12 @@ class _TransitionListener:
                         pubsub.close()
                     except Exception:  # a broken connection may fail to close
                         _log.debug("redis store %s: closing pub/sub failed", store.prefix)
+
+    def _refresh_all(self) -> None:
+        """Messages may have been missed before (re)subscribing: learn the state now.
+        (A function of its own, so that this thread's frame keeps no backend alive.)"""
+        for backend in list(self._store._breakers.items.values()):
+            backend.refresh()
 
     def _deliver(self, channel: str, data: str) -> None:
         store = self._store
