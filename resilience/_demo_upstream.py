@@ -71,8 +71,9 @@ class Upstream:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_port}"
 
-    def start(self) -> Upstream:
-        self._started = time.monotonic()
+    def start(self, at: float | None = None) -> Upstream:
+        """Serve; the phases count from ``at`` (monotonic; default now)."""
+        self._started = time.monotonic() if at is None else at
         self._thread.start()
         return self
 
@@ -84,7 +85,7 @@ class Upstream:
     def phase(self, elapsed: float | None = None) -> Phase:
         if elapsed is None:
             elapsed = time.monotonic() - self._started
-        fraction = elapsed / self.duration
+        fraction = max(elapsed, 0.0) / self.duration
         return [phase for phase in PHASES if phase.start <= fraction][-1]
 
     def decide(self) -> tuple[int, float, dict[str, str]]:

@@ -73,6 +73,16 @@ def _positive(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
 def _demo(args: argparse.Namespace) -> int:
     """The demo: see ``_demo``."""
     from ._demo import DemoOptions, run
@@ -84,10 +94,12 @@ def _demo(args: argparse.Namespace) -> int:
         config=args.config,
         pipeline=args.pipeline,
         live=args.live,
+        redis=args.redis,
+        workers=args.workers,
     )
     try:
         return run(options)
-    except (ConfigError, KeyError) as exc:
+    except (ConfigError, KeyError, OSError) as exc:
         print(f"resilience demo: {exc}", file=sys.stderr)
         return 1
 
@@ -261,6 +273,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--pipeline",
         default="upstream",
         help="the pipeline of the config to use (default upstream)",
+    )
+    demo.add_argument(
+        "--redis",
+        metavar="URL",
+        help="run the clients in worker processes that share their breaker and token "
+        "bucket through this Redis",
+    )
+    demo.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=3,
+        help="worker processes with --redis (default 3)",
     )
     demo.add_argument(
         "--live",

@@ -217,7 +217,7 @@ def test_demo_with_a_config_of_ones_own(tmp_path: Path) -> None:
         "demo", "--duration", "1", "--rate", "10", "--config", str(path), "--pipeline", "mine"
     )
     assert proc.returncode == 0, proc.stderr
-    assert "pipeline 'mine' of mine.toml" in proc.stdout.replace("\n", " ")
+    assert "pipeline 'mine' of mine.toml" in " ".join(proc.stdout.split())
     assert "│ retry mine " in proc.stdout
     assert "circuit_breaker" not in proc.stdout
     proc = run_command("demo", "--duration", "1", "--config", str(path))

@@ -162,3 +162,27 @@ def test_errors_exit_1_with_a_message(tmp_path: Path) -> None:
     proc = run("status", "--redis", "redis://user:secret@127.0.0.1:1/0", "--timeout", "0.5")
     assert "secret" not in proc.stderr
     assert "redis://user:***@127.0.0.1:1/0" in proc.stderr
+
+
+def test_demo_with_workers_sharing_state_through_redis(server: RedisServer) -> None:
+    proc = run("demo", "--duration", "3", "--rate", "20", "--redis", server.url, "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "in 2 worker processes sharing their breaker and bucket through Redis" in " ".join(
+        out.split()
+    )
+    assert "closed (all 2 workers)" in out or "(all 2 workers)" in out
+    made = next(line for line in out.splitlines() if "calls made" in line)
+    assert made.split()[-4:] == ["60", "│", "60", "│"]
+    # The demo cleans up after itself: no key of its own is left in Redis.
+    check = RedisStore.from_url(server.url)
+    try:
+        assert check.client.keys("resilience-demo-*") == []
+    finally:
+        check.close()
+
+
+def test_demo_with_an_unreachable_redis() -> None:
+    proc = run("demo", "--duration", "1", "--redis", "redis://127.0.0.1:1/0")
+    assert proc.returncode == 1
+    assert "cannot reach Redis at redis://127.0.0.1:1/0" in proc.stderr
