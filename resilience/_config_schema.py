@@ -427,16 +427,15 @@ def apply(policy: Policy, spec: PolicySpec) -> None:
                 new_budget.min_per_second,
             )
             kwargs["budget"] = old_budget
+    args = (kwargs.pop("value"),) if spec.kind == "fallback" else ()
     try:
-        if spec.kind == "fallback":
-            rest = {key: value for key, value in kwargs.items() if key != "value"}
-            policy._configure(kwargs["value"], **rest)  # type: ignore[attr-defined]
-        else:
-            policy._configure(**kwargs)  # type: ignore[attr-defined]
+        # The policy, and the copies that stand in for it (the HTTP integrations' per
+        # host copies); later copies are cloned with the new settings.
+        for target in (policy, *policy._following()):
+            target._configure(*args, **kwargs)  # type: ignore[attr-defined]
+            target._configured(dict(zip(("value",), args, strict=False), **kwargs))
     except (ValueError, TypeError, OverflowError) as exc:
         raise _constructor_error(spec, exc) from None
-    # describe() and clone() read the constructor's arguments: bring them up to date.
-    policy._remember(**kwargs)
 
 
 # -- showing settings ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from ._call import CURRENT_CALL
 from ._clock import Clock
 from ._events import GLOBAL_LISTENERS
 from ._hedge_core import FATAL, NEXT, WAIT, WON, Latencies, Outcome, Race
@@ -253,6 +254,9 @@ class Hedge(Policy):
         race_for, hedged, settle = self._race, self._hedged, self._settle
 
         def run(*args: Any, **kwargs: Any) -> Any:
+            call = CURRENT_CALL.get()
+            if call is not None and not call.may_duplicate():
+                return inner(*args, **kwargs)  # e.g. a POST: sent once, never hedged
             race = race_for()
             outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
 
@@ -292,6 +296,9 @@ class Hedge(Policy):
         race_for, hedged, settle = self._race, self._hedged, self._settle
 
         async def run(*args: Any, **kwargs: Any) -> Any:
+            call = CURRENT_CALL.get()
+            if call is not None and not call.may_duplicate():
+                return await inner(*args, **kwargs)  # e.g. a POST: sent once, never hedged
             race = race_for()
             outcomes = _Outcomes()
             cancelled = anyio.get_cancelled_exc_class()

@@ -208,13 +208,29 @@ class Policy:
         constructor's arguments (a default filled in, a reload): for ``describe()``."""
         return {}
 
-    def _remember(self, **changes: Any) -> None:
-        """Record new values of constructor arguments (``Registry.reload`` applied them):
-        ``clone()`` and ``describe()`` then see the settings in force."""
+    # -- settings changed in place (Registry.reload) ------------------------------------
+
+    def _configured(self, changes: dict[str, Any]) -> None:
+        """Constructor arguments were changed in place (``_configure``, by a config
+        reload): later clones take the settings in force."""
         args, kwargs = self._init_args
         bound = inspect.signature(type(self)).bind(*args, **kwargs)
         bound.arguments.update(changes)
         self._init_args = (bound.args, bound.kwargs)
+
+    def _follow(self, copy: Policy) -> None:
+        """Make ``copy`` (a clone standing in for this policy, such as a host's copy in
+        the HTTP integrations) follow it: a config reload that changes this policy's
+        settings changes the copy's too."""
+        followers: weakref.WeakSet[Policy] | None = self.__dict__.get("_followers")
+        if followers is None:
+            followers = self.__dict__["_followers"] = weakref.WeakSet()
+        followers.add(copy)
+
+    def _following(self) -> list[Policy]:
+        """The live copies that follow this policy."""
+        followers = self.__dict__.get("_followers")
+        return [] if followers is None else list(followers)
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Send this policy's events to ``listener``; returns a function that stops it."""
