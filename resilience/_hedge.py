@@ -31,6 +31,7 @@ from ._notes import add_note
 from ._policy import AsyncRunner, Policy, Runner
 from ._timeout import run_detached
 from ._validation import (
+    MISSING,
     check_duration,
     check_exception_filter,
     check_number,
@@ -170,20 +171,42 @@ class Hedge(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name, clock)
-        self._learned: Latencies | None
-        if isinstance(delay, LatencyQuantile):
-            self._learned = Latencies(
-                delay.quantile, delay.samples, delay.min_samples, delay.initial
-            )
-            self._fixed = delay.initial
-        else:
-            self._learned = None
-            self._fixed = _check_delay("delay", delay)
-        self._delay_spec = delay
-        self._max_hedges = check_positive_int("max_hedges", max_hedges)
-        self._hedge_on = check_exception_filter("hedge_on", hedge_on)
-        self._hedge_if_result = check_predicate("hedge_if_result", hedge_if_result)
+        self._learned: Latencies | None = None
+        self._delay_spec: float | timedelta | LatencyQuantile | None = None
+        self._hedge_if_result: Callable[[Any], bool] | None = None
+        self._configure(delay, max_hedges, hedge_on=hedge_on, hedge_if_result=hedge_if_result)
         self._compose()
+
+    def _configure(
+        self,
+        delay: float | timedelta | LatencyQuantile,
+        max_hedges: int = 1,
+        *,
+        hedge_on: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | Callable[[BaseException], bool] = (Exception,),
+        hedge_if_result: Any = MISSING,
+    ) -> None:
+        """Set the settings (the constructor's, and ``Registry.reload``'s in place): calls
+        starting from now on use them. A learned delay keeps what it learned unless its
+        own settings change. ``hedge_if_result`` not given: kept."""
+        if isinstance(delay, LatencyQuantile):
+            learned = self._learned
+            if learned is None or delay != self._delay_spec:
+                learned = Latencies(delay.quantile, delay.samples, delay.min_samples, delay.initial)
+            fixed = delay.initial
+        else:
+            learned, fixed = None, _check_delay("delay", delay)
+        hedges = check_positive_int("max_hedges", max_hedges)
+        checked_hedge_on = check_exception_filter("hedge_on", hedge_on)
+        checked_if_result = (
+            self._hedge_if_result
+            if hedge_if_result is MISSING
+            else check_predicate("hedge_if_result", hedge_if_result)
+        )
+        self._learned, self._fixed, self._delay_spec = learned, fixed, delay
+        self._max_hedges, self._hedge_on = hedges, checked_hedge_on
+        self._hedge_if_result = checked_if_result
 
     # -- reading -----------------------------------------------------------------------
 
