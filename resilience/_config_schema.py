@@ -410,7 +410,14 @@ def build(spec: PolicySpec, store: Any, clock: Clock | None) -> Policy:
 
 
 def apply(policy: Policy, spec: PolicySpec) -> None:
-    """Change a live policy to ``spec``'s settings, keeping its state."""
+    """Change a live policy, and every copy made of it (the per-host copies of the HTTP
+    integrations), to ``spec``'s settings, keeping their state; copies made later get
+    them too."""
+    for member in policy._family():
+        _apply_one(member, spec)
+
+
+def _apply_one(policy: Policy, spec: PolicySpec) -> None:
     kwargs = _arguments(spec, policy._clock)
     kwargs.pop("key", None)  # a token bucket's key is its identity: not reloadable
     if spec.kind == "retry" and isinstance(policy, Retry):
@@ -429,11 +436,12 @@ def apply(policy: Policy, spec: PolicySpec) -> None:
             kwargs["budget"] = old_budget
     try:
         if spec.kind == "fallback":
-            policy._configure(kwargs.pop("value"), **kwargs)  # type: ignore[attr-defined]
+            policy._configure(kwargs["value"], on=kwargs["on"])  # type: ignore[attr-defined]
         else:
             policy._configure(**kwargs)  # type: ignore[attr-defined]
     except (ValueError, TypeError, OverflowError) as exc:
         raise _constructor_error(spec, exc) from None
+    policy._remember(**kwargs)
 
 
 # -- showing settings ------------------------------------------------------------------------

@@ -185,7 +185,31 @@ class Policy:
                 )
         bound = signature.bind(*args, **kwargs)
         bound.arguments.update(changes)
-        return type(self)(*bound.args, **bound.kwargs)
+        copy = type(self)(*bound.args, **bound.kwargs)
+        # Remembered (weakly) so that reconfiguring this policy in place reaches its
+        # copies too (``Registry.reload`` of a pipeline that per-host transports copy).
+        clones: weakref.WeakSet[Policy] | None = self.__dict__.get("_clones")
+        if clones is None:
+            clones = weakref.WeakSet()
+            self.__dict__["_clones"] = clones
+        clones.add(copy)
+        return copy
+
+    def _family(self) -> list[Policy]:
+        """This policy and every live copy made of it (``clone``), copies of copies too."""
+        family: list[Policy] = [self]
+        for policy in family:
+            clones: weakref.WeakSet[Policy] | None = policy.__dict__.get("_clones")
+            family.extend(list(clones or ()))
+        return family
+
+    def _remember(self, **arguments: Any) -> None:
+        """Record constructor arguments changed in place, so that copies made from now
+        on (``clone``) are made with them."""
+        args, kwargs = self._init_args
+        bound = inspect.signature(type(self)).bind(*args, **kwargs)
+        bound.arguments.update(arguments)
+        self._init_args = (bound.args, bound.kwargs)
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Send this policy's events to ``listener``; returns a function that stops it."""
