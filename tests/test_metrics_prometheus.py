@@ -561,3 +561,85 @@ def test_events_of_other_kinds_are_ignored(endpoint: Endpoint) -> None:
         assert not series(samples, "resilience_calls_total")
     finally:
         exporter.close()
+
+
+# -- the other policies' events -------------------------------------------------------------
+
+
+def test_shadow_mode_counts_would_be_rejections_apart(
+    endpoint: Endpoint, metrics: PrometheusMetrics, clock: FakeClock
+) -> None:
+    breaker = CircuitBreaker(
+        "m-shadow",
+        failure_rate=None,
+        consecutive_failures=1,
+        mode="metrics_only",
+        clock=clock,
+    )
+    with pytest.raises(ConnectionError):
+        breaker.call(fail)
+    assert breaker.call(lambda: 1) == 1  # would have been rejected; ran
+    samples = endpoint.scrape()
+    cb = {"policy": "circuit_breaker", "name": "m-shadow"}
+    assert value(samples, "resilience_shadow_rejections_total", reason="open", **cb) == 1
+    assert value(samples, "resilience_rejections_total", reason="open", **cb) == 0
+    assert value(samples, "resilience_calls_total", outcome="rejected", **cb) == 0
+    assert value(samples, "resilience_calls_total", outcome="failure", **cb) == 1
+    assert states(samples, "m-shadow")["open"] == 1  # the state it would be in
+
+
+def test_throttle_chaos_hedge_and_store_events(
+    endpoint: Endpoint, metrics: PrometheusMetrics
+) -> None:
+    from resilience import AdaptiveThrottle, Chaos
+
+    chaos = Chaos.fault(1.0, ConnectionError, name="m-chaos", seed=1)
+    with pytest.raises(ConnectionError):
+        chaos.call(lambda: 1)
+    throttle = AdaptiveThrottle(k=1.0, name="m-throttle", seed=1)
+    rejected = 0
+    for _ in range(50):
+        try:
+            throttle.call(fail)
+        except ConnectionError:
+            pass
+        except resilience.ResilienceError:
+            rejected += 1
+    assert rejected > 0
+    metrics(Event("hedge", "m-hedge", "hedge", 0.0, attempt=2, delay=0.1))
+    metrics(Event("store", "m-prefix", "unavailable", 0.0, exception=OSError("down")))
+    samples = endpoint.scrape()
+    assert (
+        value(samples, "resilience_chaos_injections_total", name="m-chaos", injection="fault") == 1
+    )
+    assert (
+        value(
+            samples,
+            "resilience_rejections_total",
+            policy="adaptive_throttle",
+            name="m-throttle",
+            reason="throttled",
+        )
+        == rejected
+    )
+    probability = value(
+        samples, "resilience_adaptive_throttle_rejection_probability", name="m-throttle"
+    )
+    assert 0 < probability < 1
+    assert value(samples, "resilience_hedges_total", name="m-hedge") == 1
+    assert value(samples, "resilience_store_outages_total", name="m-prefix") == 1
+
+
+def test_adaptive_concurrency_reports_like_a_bulkhead(
+    endpoint: Endpoint, metrics: PrometheusMetrics
+) -> None:
+    from resilience import AdaptiveConcurrency
+
+    limiter = AdaptiveConcurrency(name="m-adaptive")
+    limiter.call(lambda: 1)
+    samples = endpoint.scrape()
+    labels = {"policy": "adaptive_concurrency", "name": "m-adaptive"}
+    assert value(samples, "resilience_calls_total", outcome="success", **labels) == 1
+    assert value(samples, "resilience_call_duration_seconds_count", **labels) == 1
+    assert value(samples, "resilience_bulkhead_max_concurrent", name="m-adaptive") == limiter.limit
+    assert value(samples, "resilience_bulkhead_in_flight", name="m-adaptive") == 0

@@ -135,6 +135,41 @@ FALLBACKS = MetricSpec(
     "{call}",
     per_host=True,
 )
+SHADOW_REJECTIONS = MetricSpec(
+    "shadow_rejections",
+    "counter",
+    ("policy", "name", "reason"),
+    'Calls a policy in shadow mode (mode="metrics_only") would have refused, and let '
+    "through: open, rate_limited, bulkhead_full.",
+    "resilience.shadow.rejections",
+    "{call}",
+    per_host=True,
+)
+HEDGES = MetricSpec(
+    "hedges",
+    "counter",
+    ("name",),
+    "Extra attempts a hedge started while earlier ones were still running (or had failed).",
+    "resilience.hedges",
+    "{attempt}",
+    per_host=True,
+)
+CHAOS = MetricSpec(
+    "chaos_injections",
+    "counter",
+    ("name", "injection"),
+    "Calls a chaos policy tampered with, by injection: fault, latency, result.",
+    "resilience.chaos.injections",
+    "{call}",
+)
+STORE_OUTAGES = MetricSpec(
+    "store_outages",
+    "counter",
+    ("name",),
+    "Times a shared store (name: its prefix) stopped reaching Redis and fell back to local state.",
+    "resilience.store.outages",
+    "{outage}",
+)
 CALL_DURATION = MetricSpec(
     "call_duration_seconds",
     "histogram",
@@ -236,6 +271,15 @@ LIMITER_AVAILABLE = MetricSpec(
     "resilience.token_bucket.available",
     "{token}",
 )
+THROTTLE_PROBABILITY = MetricSpec(
+    "adaptive_throttle_rejection_probability",
+    "gauge",
+    ("name",),
+    "The probability with which an adaptive throttle rejects a call now: "
+    "max(0, (requests - k * accepts) / (requests + 1)) over its window.",
+    "resilience.adaptive_throttle.rejection_probability",
+    "1",
+)
 TIMEOUT_ABANDONED = MetricSpec(
     "timeout_abandoned_threads",
     "gauge",
@@ -248,10 +292,14 @@ TIMEOUT_ABANDONED = MetricSpec(
 EVENT_METRICS = (
     CALLS,
     REJECTIONS,
+    SHADOW_REJECTIONS,
     RETRIES,
     RETRY_CALLS,
     TRANSITIONS,
     FALLBACKS,
+    HEDGES,
+    CHAOS,
+    STORE_OUTAGES,
     CALL_DURATION,
     LIMITER_WAIT,
     BULKHEAD_WAIT,
@@ -266,6 +314,7 @@ LIVE_METRICS = (
     BULKHEAD_MAX_CONCURRENT,
     BULKHEAD_MAX_QUEUE,
     LIMITER_AVAILABLE,
+    THROTTLE_PROBABILITY,
     TIMEOUT_ABANDONED,
 )
 
@@ -293,7 +342,29 @@ def _outcome_of_release(event: Event) -> str:
     return "failure" if isinstance(exc, Exception) else "cancelled"
 
 
-_KINDS = frozenset({"circuit_breaker", "retry", "timeout", "token_bucket", "bulkhead", "fallback"})
+_KINDS = frozenset(
+    {
+        "circuit_breaker",
+        "retry",
+        "timeout",
+        "token_bucket",
+        "bulkhead",
+        "adaptive_concurrency",
+        "fallback",
+        "hedge",
+        "chaos",
+        "adaptive_throttle",
+        "store",
+    }
+)
+#: The reason a rejection of each kind of policy is counted under.
+_REASONS = {
+    "circuit_breaker": "open",
+    "token_bucket": "rate_limited",
+    "bulkhead": "bulkhead_full",
+    "adaptive_concurrency": "bulkhead_full",
+    "adaptive_throttle": "throttled",
+}
 
 
 def check_options(host: object, max_names: object) -> None:
@@ -332,9 +403,9 @@ class Handlers:
     def record(self, event: Event) -> None:
         """Record ``event``."""
         if self._host:
-            key: tuple[Any, ...] = (event.kind, event.type, event.name, event.host)
+            key: tuple[Any, ...] = (event.kind, event.type, event.name, event.shadow, event.host)
         else:
-            key = (event.kind, event.type, event.name)
+            key = (event.kind, event.type, event.name, event.shadow)
         handler = self._cache.get(key)
         if handler is None:
             if event.kind not in _KINDS:
@@ -382,10 +453,14 @@ class Handlers:
         with self._lock:
             name = self._name_label(event.kind, event.name)
             host = self._host_label(event.host)
-            labels = (event.kind, event.type, name, *host)
+            labels = (event.kind, event.type, str(event.shadow), name, *host)
             handler = self._by_labels.get(labels)
             if handler is None:
-                handler = self._by_labels[labels] = self._build(event.kind, event.type, name, host)
+                if event.shadow:
+                    handler = self._build_shadow(event.kind, event.type, name, host)
+                else:
+                    handler = self._build(event.kind, event.type, name, host)
+                self._by_labels[labels] = handler
             if name != OVERFLOW and OVERFLOW not in host:
                 self._cache[key] = handler
             return handler
@@ -403,8 +478,20 @@ class Handlers:
 
         return count
 
+    def _build_shadow(self, kind: str, type_: str, name: str, host: tuple[str, ...]) -> Handler:
+        """A policy in shadow mode: its would-be rejections are counted apart (the call
+        ran, and ends with an outcome of its own); its waits and queueing never
+        happened."""
+        if type_ == "rejected" and kind in _REASONS:
+            return self._count(SHADOW_REJECTIONS, (kind, name, _REASONS[kind]), host)
+        if type_ in ("acquired", "queued"):
+            return _ignore
+        return self._build(kind, type_, name, host)
+
     def _build(self, kind: str, type_: str, name: str, host: tuple[str, ...]) -> Handler:
         series, count = self._series, self._count
+        if kind == "adaptive_concurrency":
+            return self._limits(kind, type_, name, host)
         if kind == "circuit_breaker":
             if type_ in ("success", "failure", "ignored"):
                 return self._finished(
@@ -431,16 +518,29 @@ class Handlers:
             if type_ == "rejected":
                 return count(REJECTIONS, (kind, name, "rate_limited"), host)
         elif kind == "bulkhead":
-            if type_ == "acquired":
-                return self._waited(series(BULKHEAD_WAIT, (name,), host), "duration")
-            if type_ == "released":
-                return self._released(name, host)
-            if type_ == "rejected":
-                return self._rejected(kind, name, "bulkhead_full", host)
-            if type_ == "cancelled":
-                return count(CALLS, (kind, name, "cancelled"), host)
+            return self._limits(kind, type_, name, host)
         elif kind == "fallback" and type_ == "fallback":
             return count(FALLBACKS, (name,), host)
+        elif kind == "hedge" and type_ == "hedge":
+            return count(HEDGES, (name,), host)
+        elif kind == "chaos" and type_ in ("fault", "latency", "result"):
+            return count(CHAOS, (name, type_), host)
+        elif kind == "adaptive_throttle" and type_ == "rejected":
+            return count(REJECTIONS, (kind, name, "throttled"), host)
+        elif kind == "store" and type_ == "unavailable":
+            return count(STORE_OUTAGES, (name,), host)
+        return _ignore
+
+    def _limits(self, kind: str, type_: str, name: str, host: tuple[str, ...]) -> Handler:
+        """A bulkhead's events (an adaptive concurrency limit's too, under its kind)."""
+        if type_ == "acquired":
+            return self._waited(self._series(BULKHEAD_WAIT, (name,), host), "duration")
+        if type_ == "released":
+            return self._released(kind, name, host)
+        if type_ == "rejected":
+            return self._rejected(kind, name, "bulkhead_full", host)
+        if type_ == "cancelled":
+            return self._count(CALLS, (kind, name, "cancelled"), host)
         return _ignore
 
     @staticmethod
@@ -470,12 +570,12 @@ class Handlers:
 
         return waited
 
-    def _released(self, name: str, host: tuple[str, ...]) -> Handler:
+    def _released(self, kind: str, name: str, host: tuple[str, ...]) -> Handler:
         by_outcome = {
-            outcome: self._series(CALLS, ("bulkhead", name, outcome), host)
+            outcome: self._series(CALLS, (kind, name, outcome), host)
             for outcome in ("success", "failure", "cancelled")
         }
-        observe = self._series(CALL_DURATION, ("bulkhead", name), host)
+        observe = self._series(CALL_DURATION, (kind, name), host)
 
         def released(event: Event) -> None:
             by_outcome[_outcome_of_release(event)](1.0)
@@ -503,7 +603,16 @@ class Handlers:
 # -- live metrics -----------------------------------------------------------------------
 
 Sample = tuple[MetricSpec, tuple[str, ...], float]
-_LIVE_KINDS = frozenset({"circuit_breaker", "bulkhead", "token_bucket", "timeout"})
+_LIVE_KINDS = frozenset(
+    {
+        "circuit_breaker",
+        "bulkhead",
+        "adaptive_concurrency",
+        "token_bucket",
+        "timeout",
+        "adaptive_throttle",
+    }
+)
 
 
 def _live_policies() -> list[Any]:
@@ -539,7 +648,7 @@ def _sample_policy(policy: Any) -> Iterator[Sample]:
         yield BREAKER_FAILURE_RATE, (name,), snapshot.failure_rate
         yield BREAKER_SLOW_RATE, (name,), snapshot.slow_call_rate
         yield BREAKER_WINDOW_CALLS, (name,), float(snapshot.calls)
-    elif kind == "bulkhead":
+    elif kind in ("bulkhead", "adaptive_concurrency"):
         yield BULKHEAD_IN_FLIGHT, (name,), float(policy.in_flight)
         yield BULKHEAD_QUEUED, (name,), float(policy.queued)
         yield BULKHEAD_MAX_CONCURRENT, (name,), float(policy.max_concurrent)
@@ -548,6 +657,10 @@ def _sample_policy(policy: Any) -> Iterator[Sample]:
         yield LIMITER_AVAILABLE, (name,), float(policy.available)
     elif kind == "timeout":
         yield TIMEOUT_ABANDONED, (name,), float(policy.abandoned)
+    elif kind == "adaptive_throttle":
+        requests, accepts = policy.requests, policy.accepts
+        probability = max(0.0, (requests - policy.k * accepts) / (requests + 1))
+        yield THROTTLE_PROBABILITY, (name,), probability
 
 
 def sample_live(tracked: Callable[[Any], bool]) -> list[Sample]:
@@ -568,9 +681,15 @@ def sample_live(tracked: Callable[[Any], bool]) -> list[Sample]:
         ):
             chosen[(kind, name)] = policy
     samples: list[Sample] = []
+    series: set[tuple[str, tuple[str, ...]]] = set()
     for key in sorted(chosen):
         try:
-            samples.extend(_sample_policy(chosen[key]))
+            for sample in _sample_policy(chosen[key]):
+                # A bulkhead and an adaptive concurrency limit of the same name share
+                # the bulkhead gauges: the first one keeps them.
+                if (sample[0].name, sample[1]) not in series:
+                    series.add((sample[0].name, sample[1]))
+                    samples.append(sample)
         except Exception:
             _log.warning("resilience metrics: cannot read %s %r now", *key, exc_info=True)
     return samples
