@@ -14,10 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._adaptive import AdaptiveConcurrency
 from ._backoff import Backoff, Constant, DecorrelatedJitter, Exponential, Linear
 from ._breaker import CircuitBreaker
 from ._budget import RetryBudget
 from ._bulkhead import Bulkhead
+from ._chaos import Chaos
 from ._clock import Clock
 from ._config_values import (
     check_keys,
@@ -35,9 +37,11 @@ from ._config_values import (
     read_table,
 )
 from ._fallback import Fallback
+from ._hedge import Hedge, LatencyQuantile
 from ._policy import Policy
 from ._ratelimit import TokenBucket
 from ._retry import Retry
+from ._throttle import AdaptiveThrottle
 from ._timeout import Timeout
 from ._windows import CountWindow
 from .errors import ConfigError
@@ -45,17 +49,47 @@ from .errors import ConfigError
 __all__ = ["KINDS", "PolicySpec", "apply", "build", "read_policy", "show"]
 
 #: Policy kinds, in the recommended order (outermost first).
-KINDS = ("fallback", "retry", "circuit_breaker", "token_bucket", "bulkhead", "timeout")
+KINDS = (
+    "fallback",
+    "chaos",
+    "hedge",
+    "retry",
+    "circuit_breaker",
+    "adaptive_throttle",
+    "token_bucket",
+    "bulkhead",
+    "adaptive_concurrency",
+    "timeout",
+)
 _CLASSES: dict[str, type[Policy]] = {
     "fallback": Fallback,
+    "chaos": Chaos,
+    "hedge": Hedge,
     "retry": Retry,
     "circuit_breaker": CircuitBreaker,
+    "adaptive_throttle": AdaptiveThrottle,
     "token_bucket": TokenBucket,
     "bulkhead": Bulkhead,
+    "adaptive_concurrency": AdaptiveConcurrency,
     "timeout": Timeout,
 }
 #: Keys that are not constructor arguments: whether to use the registry's store.
 _SHAREABLE = frozenset({"circuit_breaker", "token_bucket"})
+#: What a reload may change in place, by kind (None: every setting but ``IDENTITY``).
+RELOADABLE: dict[str, frozenset[str] | None] = {
+    "fallback": None,
+    "retry": None,
+    "circuit_breaker": None,
+    "token_bucket": None,
+    "bulkhead": None,
+    "timeout": None,
+    "chaos": frozenset({"enabled"}),
+    "hedge": frozenset(),
+    "adaptive_throttle": frozenset(),
+    "adaptive_concurrency": frozenset(),
+}
+#: Settings that make a policy what it is: never changed in place.
+IDENTITY = frozenset({"key", "mode"})
 
 
 @dataclass(frozen=True)
@@ -217,6 +251,68 @@ def _read_rate_value(path: str, value: Any) -> tuple[float, float | None]:
     return read_rate(path, value)
 
 
+_MODES = ("enforce", "metrics_only")
+
+
+def _read_mode(path: str, value: Any) -> str:
+    if value not in _MODES:
+        raise ConfigError(path, value, '"enforce", or "metrics_only" (shadow mode)')
+    return str(value)
+
+
+def _read_share(path: str, value: Any) -> float:
+    """A share of calls, in [0, 1]."""
+    share = read_number(path, value, "a number in [0, 1]")
+    if not 0.0 <= share <= 1.0:
+        raise ConfigError(path, value, "a number in [0, 1]")
+    return share
+
+
+def _read_k(path: str, value: Any) -> float:
+    k = read_number(path, value, "a number of at least 1")
+    if k < 1:
+        raise ConfigError(path, value, "a number of at least 1")
+    return k
+
+
+def _read_seed(path: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(path, value, "an integer")
+    return value
+
+
+def _read_fault(path: str, value: Any) -> str:
+    (name,) = read_exceptions(path, [value] if isinstance(value, str) else value)
+    return name
+
+
+def _read_hedge_delay(path: str, value: Any) -> float | dict[str, Any]:
+    """A duration, or ``{quantile = 0.95, window = 100, min_samples = 20, initial = "1s"}``:
+    a delay learned from the latencies seen."""
+    if not isinstance(value, Mapping):
+        return read_duration(path, value, positive=True)
+    table = read_table(path, value)
+    keys: dict[str, Callable[[str, Any], Any]] = {
+        "quantile": _read_open_fraction,
+        "window": read_int,
+        "min_samples": read_int,
+        "initial": _read_positive_duration,
+    }
+    check_keys(path, table, keys, "a setting of a learned hedge delay")
+    learned = _defaults_of(LatencyQuantile, keys)
+    for key, read in keys.items():
+        if key in table:
+            learned[key] = read(f"{path}.{key}", table[key])
+    return learned
+
+
+def _read_open_fraction(path: str, value: Any) -> float:
+    number = read_number(path, value, "a number in (0, 1)")
+    if not 0 < number < 1:
+        raise ConfigError(path, value, "a number in (0, 1)")
+    return number
+
+
 #: Every kind's keys and their readers (``name`` and ``shared`` are added below).
 _KEYS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
     "circuit_breaker": {
@@ -230,6 +326,7 @@ _KEYS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
         "half_open_calls": read_int,
         "failure_on": read_exceptions,
         "ignore": read_exceptions,
+        "mode": _read_mode,
     },
     "retry": {
         "attempts": read_int,
@@ -245,13 +342,45 @@ _KEYS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
         "burst": read_optional(_read_burst),
         "max_wait": read_optional(read_duration),
         "key": read_optional(read_str),
+        "mode": _read_mode,
     },
     "bulkhead": {
         "max_concurrent": read_int,
         "max_queue": lambda path, value: read_int(path, value, minimum=0),
         "max_wait": read_optional(read_duration),
+        "mode": _read_mode,
     },
     "fallback": {"value": _read_any, "on": read_exceptions},
+    "chaos": {
+        "rate": _read_share,
+        "fault": _read_fault,
+        "latency": _read_positive_duration,
+        "result": _read_any,
+        "enabled": read_bool,
+        "seed": read_optional(_read_seed),
+    },
+    "hedge": {
+        "delay": _read_hedge_delay,
+        "max_hedges": read_int,
+        "hedge_on": read_exceptions,
+    },
+    "adaptive_throttle": {
+        "k": _read_k,
+        "window": _read_positive_duration,
+        "failure_on": read_exceptions,
+        "ignore": read_exceptions,
+        "mode": _read_mode,
+        "seed": read_optional(_read_seed),
+    },
+    "adaptive_concurrency": {
+        "initial_limit": read_int,
+        "min_limit": read_int,
+        "max_limit": read_int,
+        "max_queue": lambda path, value: read_int(path, value, minimum=0),
+        "max_wait": read_optional(read_duration),
+        "dropped_on": read_exceptions,
+        "mode": _read_mode,
+    },
 }
 
 #: Constructor arguments that only code can give (callables), and why config cannot.
@@ -260,9 +389,15 @@ _CODE_ONLY = {
     "retry_if_result": "a callable: set it in code",
     "handler": "a callable: set it in code",
     "if_result": "a callable: set it in code",
+    "hedge_if_result": "a callable: set it in code",
+    "dropped_if": "a callable: set it in code",
+    "algorithm": "an AIMD or Gradient object: set it in code (the default is Gradient())",
     "store": 'the registry\'s [store] section, with "shared = true"',
     "clock": "set in code (Registry.from_dict(..., clock=...))",
 }
+
+
+_EXCEPTION_KEYS = ("failure_on", "ignore", "retry_on", "on", "hedge_on", "dropped_on")
 
 
 def _names(types: Any) -> tuple[str, ...]:
@@ -272,7 +407,7 @@ def _names(types: Any) -> tuple[str, ...]:
 def _plain_defaults(kind: str) -> dict[str, Any]:
     """The constructor's defaults, as settings."""
     defaults = _defaults_of(_CLASSES[kind], _KEYS[kind])
-    for key in ("failure_on", "ignore", "retry_on", "on"):
+    for key in _EXCEPTION_KEYS:
         if key in defaults:
             default = defaults[key]
             defaults[key] = _names(default if isinstance(default, tuple) else (default,))
@@ -280,6 +415,9 @@ def _plain_defaults(kind: str) -> dict[str, Any]:
         defaults["backoff"] = _describe_backoff(Retry().backoff)
     if kind == "fallback":
         defaults.pop("value", None)  # required in config: there is no handler there
+    if kind == "chaos":  # exactly one of them is given
+        for key in ("fault", "latency", "result"):
+            defaults.pop(key, None)
     return defaults
 
 
@@ -300,6 +438,8 @@ _REQUIRED = {
     "token_bucket": ("rate",),
     "bulkhead": ("max_concurrent",),
     "fallback": ("value",),
+    "chaos": ("rate",),
+    "hedge": ("delay",),
 }
 
 
@@ -357,6 +497,12 @@ def read_policy(
     for key in _REQUIRED.get(kind, ()):
         if key not in settings:
             raise ConfigError(f"{path}.{key}", None, f"a value: a {kind} needs {key}")
+    if kind == "chaos":
+        injections = [key for key in ("fault", "latency", "result") if key in settings]
+        if len(injections) != 1:
+            raise ConfigError(
+                path, sorted(table), "exactly one of fault, latency and result (what to inject)"
+            )
     shared = bool(settings.pop("shared", False))
     name = read_str(f"{path}.name", table["name"]) if "name" in table else default_name
     return PolicySpec(path, entry, kind, name, settings, shared)
@@ -368,9 +514,13 @@ def read_policy(
 def _arguments(spec: PolicySpec, clock: Clock | None) -> dict[str, Any]:
     """Constructor arguments from settings."""
     kwargs = dict(spec.settings)
-    for key in ("failure_on", "ignore", "retry_on", "on"):
+    for key in _EXCEPTION_KEYS:
         if key in kwargs:
             kwargs[key] = exception_types(kwargs[key])
+    if spec.kind == "chaos" and "fault" in kwargs:
+        (kwargs["fault"],) = exception_types((kwargs["fault"],))
+    if spec.kind == "hedge" and isinstance(kwargs["delay"], Mapping):
+        kwargs["delay"] = LatencyQuantile(**kwargs["delay"])
     if spec.kind == "circuit_breaker":
         window = kwargs["window"]
         if isinstance(window, Mapping):
@@ -404,6 +554,8 @@ def build(spec: PolicySpec, store: Any, clock: Clock | None) -> Policy:
     try:
         if spec.kind == "fallback":
             return Fallback(kwargs.pop("value"), **kwargs, **extra)
+        if spec.kind == "chaos":
+            return Chaos(kwargs.pop("rate"), **kwargs, **extra)
         return _CLASSES[spec.kind](**kwargs, **extra)
     except (ValueError, TypeError, OverflowError) as exc:
         raise _constructor_error(spec, exc) from None
@@ -418,8 +570,13 @@ def apply(policy: Policy, spec: PolicySpec) -> None:
 
 
 def _apply_one(policy: Policy, spec: PolicySpec) -> None:
+    if spec.kind == "chaos":  # only switching it is done in place
+        policy.enabled = spec.settings["enabled"]  # type: ignore[attr-defined]
+        policy._remember(enabled=spec.settings["enabled"])
+        return
     kwargs = _arguments(spec, policy._clock)
-    kwargs.pop("key", None)  # a token bucket's key is its identity: not reloadable
+    for key in IDENTITY:  # a token bucket's key, a mode: never changed in place
+        kwargs.pop(key, None)
     if spec.kind == "retry" and isinstance(policy, Retry):
         old_budget = policy.budget
         new_budget = kwargs["budget"]
@@ -448,6 +605,9 @@ def _apply_one(policy: Policy, spec: PolicySpec) -> None:
 
 _DURATIONS = frozenset(
     {
+        "latency",
+        "initial",
+        "delay_learned",
         "slow_call_duration",
         "open_for",
         "window",

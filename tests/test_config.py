@@ -657,3 +657,60 @@ def test_environment_errors_say_which_variable() -> None:
         env={"RESILIENCE__PIPELINES__P__RETRY__ATTEMPTS__X": "1"},
     )
     assert error.path == "pipelines.p.retry.attempts"
+
+
+# -- the other kinds ----------------------------------------------------------------------------
+
+
+def test_chaos_hedge_throttle_adaptive_concurrency_and_shadow_mode() -> None:
+    from resilience import AdaptiveConcurrency, AdaptiveThrottle, Chaos, Hedge
+
+    reg = registry(
+        {
+            "pipelines": {
+                "p": {
+                    "chaos": {"rate": 0.5, "fault": "ConnectionError", "seed": 3},
+                    "hedge": {"delay": {"quantile": 0.9, "initial": "200ms"}, "max_hedges": 2},
+                    "circuit_breaker": {"mode": "metrics_only"},
+                    "adaptive_throttle": {"k": 1.5, "window": "1m", "seed": 1},
+                    "token_bucket": {"rate": "10/s", "mode": "metrics_only"},
+                    "adaptive_concurrency": {"initial_limit": 4, "max_limit": 8},
+                },
+                "q": {"chaos": {"rate": 1.0, "latency": "10ms", "enabled": False}},
+            }
+        }
+    )
+    chaos, hedge, breaker, throttle, bucket, adaptive = reg.pipeline("p").policies
+    assert isinstance(chaos, Chaos)
+    assert (chaos.rate, chaos.injects, chaos.enabled) == (0.5, "fault", True)
+    assert isinstance(hedge, Hedge)
+    assert breaker.mode == "metrics_only"
+    assert isinstance(throttle, AdaptiveThrottle)
+    assert (throttle.k, throttle.window) == (1.5, 60.0)
+    assert bucket.mode == "metrics_only"
+    assert isinstance(adaptive, AdaptiveConcurrency)
+    assert (adaptive.limit, adaptive.max_limit) == (4, 8)
+    (latency,) = reg.pipeline("q").policies
+    assert (latency.injects, latency.enabled) == ("latency", False)
+
+
+@pytest.mark.parametrize(
+    ("table", "path"),
+    [
+        ({"chaos": {"rate": 0.5}}, "pipelines.p.chaos"),
+        ({"chaos": {"rate": 0.5, "fault": "KeyError", "latency": 1}}, "pipelines.p.chaos"),
+        ({"chaos": {"rate": 1.5, "fault": "KeyError"}}, "pipelines.p.chaos.rate"),
+        ({"chaos": {"rate": 0.5, "fault": "NoSuchError"}}, "pipelines.p.chaos.fault[0]"),
+        ({"hedge": {}}, "pipelines.p.hedge.delay"),
+        ({"hedge": {"delay": {"quantile": 1.0}}}, "pipelines.p.hedge.delay.quantile"),
+        ({"hedge": {"delay": 1, "hedge_if_result": "x"}}, "pipelines.p.hedge.hedge_if_result"),
+        ({"adaptive_throttle": {"k": 0.5}}, "pipelines.p.adaptive_throttle.k"),
+        (
+            {"adaptive_concurrency": {"algorithm": "aimd"}},
+            "pipelines.p.adaptive_concurrency.algorithm",
+        ),
+        ({"circuit_breaker": {"mode": "shadow"}}, "pipelines.p.circuit_breaker.mode"),
+    ],
+)
+def test_bad_settings_of_the_other_kinds(table: dict[str, Any], path: str) -> None:
+    assert config_error({"pipelines": {"p": table}}).path == path
