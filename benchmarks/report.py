@@ -84,6 +84,11 @@ GROUPS = [
     Group("decorator-sync", "Decorator choice, sync", "ours", "÷ our decorator"),
     Group("decorator-async", "Decorator choice, async", "ours", "÷ our decorator"),
     Group("metrics-sync", "Listeners and metrics, sync", "ours", "÷ breaker, nobody listening"),
+    Group("http-sync", "HTTP requests, httpx sync (ns per request)", "peer", "÷ fastest peer"),
+    Group("http-async", "HTTP requests, httpx async (ns per request)", "peer", "÷ fastest peer"),
+    Group(
+        "http-aiohttp-async", "HTTP requests, aiohttp (ns per request)", "peer", "÷ fastest peer"
+    ),
     Group("metrics-async", "Listeners and metrics, async", "ours", "÷ breaker, nobody listening"),
 ]
 
@@ -175,6 +180,24 @@ TARGETS = [
         "full-pipeline-sync",
         "time-ns",
         1500,
+    ),
+    Target(
+        "HTTP through `ResilientTransport`, httpx sync: at least 95% of the bare client's "
+        "requests per second (time per request at most 1/0.95 of the bare one's)",
+        "http-sync",
+        "http-sync",
+        "time-ratio",
+        1 / 0.95,
+        reference_case="bare",
+    ),
+    Target(
+        "HTTP through `AsyncResilientTransport`, httpx async: at least 95% of the bare "
+        "client's requests per second",
+        "http-async",
+        "http-async",
+        "time-ratio",
+        1 / 0.95,
+        reference_case="bare",
     ),
 ]
 

@@ -38,6 +38,11 @@ class CallContext:
         ``retry_on`` says, None lets the Retry's own settings decide."""
         return None
 
+    def may_duplicate(self) -> bool:
+        """Whether the call may run twice at the same time (a Hedge's extra attempts):
+        False for a request that must not be sent twice, or whose body cannot be."""
+        return True
+
 
 #: The call in progress in this thread or task, or None outside any integration.
 CURRENT_CALL: ContextVar[CallContext | None] = ContextVar("resilience-call", default=None)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._adaptive import AdaptiveConcurrency
+from ._adaptive import AIMD, AdaptiveConcurrency, Gradient
 from ._backoff import Backoff, Constant, DecorrelatedJitter, Exponential, Linear
 from ._breaker import CircuitBreaker
 from ._budget import RetryBudget
@@ -51,45 +51,34 @@ __all__ = ["KINDS", "PolicySpec", "apply", "build", "read_policy", "show"]
 #: Policy kinds, in the recommended order (outermost first).
 KINDS = (
     "fallback",
-    "chaos",
-    "hedge",
     "retry",
+    "hedge",
     "circuit_breaker",
     "adaptive_throttle",
     "token_bucket",
     "bulkhead",
     "adaptive_concurrency",
     "timeout",
+    "chaos",
 )
 _CLASSES: dict[str, type[Policy]] = {
     "fallback": Fallback,
-    "chaos": Chaos,
-    "hedge": Hedge,
     "retry": Retry,
+    "hedge": Hedge,
     "circuit_breaker": CircuitBreaker,
     "adaptive_throttle": AdaptiveThrottle,
     "token_bucket": TokenBucket,
     "bulkhead": Bulkhead,
     "adaptive_concurrency": AdaptiveConcurrency,
     "timeout": Timeout,
+    "chaos": Chaos,
 }
+#: Settings that cannot change on a reload: the policy is composed around them.
+FIXED = ("mode",)
+#: Keys of exception class names, turned into classes for the constructor.
+_EXCEPTION_KEYS = ("failure_on", "ignore", "retry_on", "on", "hedge_on", "dropped_on")
 #: Keys that are not constructor arguments: whether to use the registry's store.
 _SHAREABLE = frozenset({"circuit_breaker", "token_bucket"})
-#: What a reload may change in place, by kind (None: every setting but ``IDENTITY``).
-RELOADABLE: dict[str, frozenset[str] | None] = {
-    "fallback": None,
-    "retry": None,
-    "circuit_breaker": None,
-    "token_bucket": None,
-    "bulkhead": None,
-    "timeout": None,
-    "chaos": frozenset({"enabled"}),
-    "hedge": frozenset(),
-    "adaptive_throttle": frozenset(),
-    "adaptive_concurrency": frozenset(),
-}
-#: Settings that make a policy what it is: never changed in place.
-IDENTITY = frozenset({"key", "mode"})
 
 
 @dataclass(frozen=True)
@@ -251,21 +240,53 @@ def _read_rate_value(path: str, value: Any) -> tuple[float, float | None]:
     return read_rate(path, value)
 
 
-_MODES = ("enforce", "metrics_only")
-
-
 def _read_mode(path: str, value: Any) -> str:
-    if value not in _MODES:
+    if value not in ("enforce", "metrics_only") or not isinstance(value, str):
         raise ConfigError(path, value, '"enforce", or "metrics_only" (shadow mode)')
-    return str(value)
+    return value
 
 
-def _read_share(path: str, value: Any) -> float:
-    """A share of calls, in [0, 1]."""
-    share = read_number(path, value, "a number in [0, 1]")
-    if not 0.0 <= share <= 1.0:
-        raise ConfigError(path, value, "a number in [0, 1]")
-    return share
+def _read_small_table(
+    path: str,
+    value: Any,
+    kinds: Mapping[str, tuple[type[Any], Mapping[str, Callable[[str, Any], Any]]]],
+    what: str,
+) -> dict[str, Any]:
+    """``{kind = "...", key = value...}`` for one of ``kinds``: its settings, with the
+    class's defaults filled in (an algorithm, a learned delay)."""
+    table = read_table(path, value)
+    kind = table.get("kind")
+    if not isinstance(kind, str) or kind not in kinds:
+        raise ConfigError(f"{path}.kind", kind, f"{what}: one of {', '.join(kinds)}")
+    cls, keys = kinds[kind]
+    check_keys(path, table, ["kind", *keys], f"a setting of {kind}")
+    settings: dict[str, Any] = {"kind": kind, **_defaults_of(cls, keys)}
+    for key, read in keys.items():
+        if key in table:
+            settings[key] = read(f"{path}.{key}", table[key])
+    try:
+        cls(**{k: v for k, v in settings.items() if k != "kind"})
+    except (ValueError, TypeError) as exc:
+        key = str(exc).split(" ", 1)[0]
+        raise ConfigError(
+            f"{path}.{key}" if key in keys else path, table.get(key), f"a value that fits ({exc})"
+        ) from None
+    return settings
+
+
+def _read_algorithm(path: str, value: Any) -> dict[str, Any]:
+    return _read_small_table(path, value, _ALGORITHMS, "an algorithm")
+
+
+def _read_hedge_delay(path: str, value: Any) -> float | dict[str, Any]:
+    """A duration, or ``{kind = "latency_quantile", quantile = 0.95, ...}``."""
+    if isinstance(value, Mapping):
+        return _read_small_table(path, value, _LEARNED_DELAYS, "a learned delay")
+    return read_duration(path, value)
+
+
+def _read_fault(path: str, value: Any) -> str:
+    return read_exceptions(path, value if isinstance(value, str) else [value])[0]
 
 
 def _read_k(path: str, value: Any) -> float:
@@ -276,41 +297,40 @@ def _read_k(path: str, value: Any) -> float:
 
 
 def _read_seed(path: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(path, value, "an integer")
-    return value
+    return read_int(path, value, minimum=0)
 
 
-def _read_fault(path: str, value: Any) -> str:
-    (name,) = read_exceptions(path, [value] if isinstance(value, str) else value)
-    return name
-
-
-def _read_hedge_delay(path: str, value: Any) -> float | dict[str, Any]:
-    """A duration, or ``{quantile = 0.95, window = 100, min_samples = 20, initial = "1s"}``:
-    a delay learned from the latencies seen."""
-    if not isinstance(value, Mapping):
-        return read_duration(path, value, positive=True)
-    table = read_table(path, value)
-    keys: dict[str, Callable[[str, Any], Any]] = {
-        "quantile": _read_open_fraction,
-        "window": read_int,
-        "min_samples": read_int,
-        "initial": _read_positive_duration,
-    }
-    check_keys(path, table, keys, "a setting of a learned hedge delay")
-    learned = _defaults_of(LatencyQuantile, keys)
-    for key, read in keys.items():
-        if key in table:
-            learned[key] = read(f"{path}.{key}", table[key])
-    return learned
-
-
-def _read_open_fraction(path: str, value: Any) -> float:
-    number = read_number(path, value, "a number in (0, 1)")
-    if not 0 < number < 1:
-        raise ConfigError(path, value, "a number in (0, 1)")
-    return number
+_ALGORITHMS: dict[str, tuple[type[Any], dict[str, Callable[[str, Any], Any]]]] = {
+    "gradient": (
+        Gradient,
+        {
+            "tolerance": _read_k,
+            "smoothing": read_fraction,
+            "backoff_ratio": read_fraction,
+            "probe_interval": read_optional(read_int),
+            "queue_size": read_optional(read_number),
+            "seed": read_optional(_read_seed),
+        },
+    ),
+    "aimd": (
+        AIMD,
+        {
+            "backoff_ratio": read_fraction,
+            "slow_call_duration": read_optional(_read_positive_duration),
+        },
+    ),
+}
+_LEARNED_DELAYS: dict[str, tuple[type[Any], dict[str, Callable[[str, Any], Any]]]] = {
+    "latency_quantile": (
+        LatencyQuantile,
+        {
+            "quantile": read_fraction,
+            "samples": read_int,
+            "min_samples": read_int,
+            "initial": read_duration,
+        },
+    ),
+}
 
 
 #: Every kind's keys and their readers (``name`` and ``shared`` are added below).
@@ -326,7 +346,6 @@ _KEYS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
         "half_open_calls": read_int,
         "failure_on": read_exceptions,
         "ignore": read_exceptions,
-        "mode": _read_mode,
     },
     "retry": {
         "attempts": read_int,
@@ -342,27 +361,27 @@ _KEYS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
         "burst": read_optional(_read_burst),
         "max_wait": read_optional(read_duration),
         "key": read_optional(read_str),
-        "mode": _read_mode,
     },
     "bulkhead": {
         "max_concurrent": read_int,
         "max_queue": lambda path, value: read_int(path, value, minimum=0),
         "max_wait": read_optional(read_duration),
-        "mode": _read_mode,
     },
     "fallback": {"value": _read_any, "on": read_exceptions},
-    "chaos": {
-        "rate": _read_share,
-        "fault": _read_fault,
-        "latency": _read_positive_duration,
-        "result": _read_any,
-        "enabled": read_bool,
-        "seed": read_optional(_read_seed),
-    },
     "hedge": {
         "delay": _read_hedge_delay,
         "max_hedges": read_int,
         "hedge_on": read_exceptions,
+    },
+    "adaptive_concurrency": {
+        "algorithm": _read_algorithm,
+        "initial_limit": read_int,
+        "min_limit": read_int,
+        "max_limit": read_int,
+        "max_queue": lambda path, value: read_int(path, value, minimum=0),
+        "max_wait": read_optional(read_duration),
+        "dropped_on": read_exceptions,
+        "mode": _read_mode,
     },
     "adaptive_throttle": {
         "k": _read_k,
@@ -372,16 +391,25 @@ _KEYS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
         "mode": _read_mode,
         "seed": read_optional(_read_seed),
     },
-    "adaptive_concurrency": {
-        "initial_limit": read_int,
-        "min_limit": read_int,
-        "max_limit": read_int,
-        "max_queue": lambda path, value: read_int(path, value, minimum=0),
-        "max_wait": read_optional(read_duration),
-        "dropped_on": read_exceptions,
-        "mode": _read_mode,
+    "chaos": {
+        "rate": lambda path, value: _read_share(path, value),
+        "fault": _read_fault,
+        "latency": _read_positive_duration,
+        "result": _read_any,
+        "enabled": read_bool,
+        "seed": read_optional(_read_seed),
     },
 }
+for _kind in ("circuit_breaker", "token_bucket", "bulkhead"):
+    _KEYS[_kind]["mode"] = _read_mode
+
+
+def _read_share(path: str, value: Any) -> float:
+    share = read_number(path, value, "a number in [0, 1]")
+    if not 0 <= share <= 1:
+        raise ConfigError(path, value, "a number in [0, 1]")
+    return share
+
 
 #: Constructor arguments that only code can give (callables), and why config cannot.
 _CODE_ONLY = {
@@ -391,13 +419,9 @@ _CODE_ONLY = {
     "if_result": "a callable: set it in code",
     "hedge_if_result": "a callable: set it in code",
     "dropped_if": "a callable: set it in code",
-    "algorithm": "an AIMD or Gradient object: set it in code (the default is Gradient())",
     "store": 'the registry\'s [store] section, with "shared = true"',
     "clock": "set in code (Registry.from_dict(..., clock=...))",
 }
-
-
-_EXCEPTION_KEYS = ("failure_on", "ignore", "retry_on", "on", "hedge_on", "dropped_on")
 
 
 def _names(types: Any) -> tuple[str, ...]:
@@ -415,6 +439,8 @@ def _plain_defaults(kind: str) -> dict[str, Any]:
         defaults["backoff"] = _describe_backoff(Retry().backoff)
     if kind == "fallback":
         defaults.pop("value", None)  # required in config: there is no handler there
+    if kind == "adaptive_concurrency":
+        defaults["algorithm"] = Gradient()._described()
     if kind == "chaos":  # exactly one of them is given
         for key in ("fault", "latency", "result"):
             defaults.pop(key, None)
@@ -438,8 +464,8 @@ _REQUIRED = {
     "token_bucket": ("rate",),
     "bulkhead": ("max_concurrent",),
     "fallback": ("value",),
-    "chaos": ("rate",),
     "hedge": ("delay",),
+    "chaos": ("rate",),
 }
 
 
@@ -497,12 +523,6 @@ def read_policy(
     for key in _REQUIRED.get(kind, ()):
         if key not in settings:
             raise ConfigError(f"{path}.{key}", None, f"a value: a {kind} needs {key}")
-    if kind == "chaos":
-        injections = [key for key in ("fault", "latency", "result") if key in settings]
-        if len(injections) != 1:
-            raise ConfigError(
-                path, sorted(table), "exactly one of fault, latency and result (what to inject)"
-            )
     shared = bool(settings.pop("shared", False))
     name = read_str(f"{path}.name", table["name"]) if "name" in table else default_name
     return PolicySpec(path, entry, kind, name, settings, shared)
@@ -517,10 +537,14 @@ def _arguments(spec: PolicySpec, clock: Clock | None) -> dict[str, Any]:
     for key in _EXCEPTION_KEYS:
         if key in kwargs:
             kwargs[key] = exception_types(kwargs[key])
-    if spec.kind == "chaos" and "fault" in kwargs:
-        (kwargs["fault"],) = exception_types((kwargs["fault"],))
-    if spec.kind == "hedge" and isinstance(kwargs["delay"], Mapping):
-        kwargs["delay"] = LatencyQuantile(**kwargs["delay"])
+    if "algorithm" in kwargs:
+        algorithm = dict(kwargs["algorithm"])
+        kwargs["algorithm"] = _ALGORITHMS[algorithm.pop("kind")][0](**algorithm)
+    if isinstance(kwargs.get("delay"), Mapping):
+        delay = dict(kwargs["delay"])
+        kwargs["delay"] = _LEARNED_DELAYS[delay.pop("kind")][0](**delay)
+    if "fault" in kwargs:
+        kwargs["fault"] = exception_types((kwargs["fault"],))[0]
     if spec.kind == "circuit_breaker":
         window = kwargs["window"]
         if isinstance(window, Mapping):
@@ -554,28 +578,16 @@ def build(spec: PolicySpec, store: Any, clock: Clock | None) -> Policy:
     try:
         if spec.kind == "fallback":
             return Fallback(kwargs.pop("value"), **kwargs, **extra)
-        if spec.kind == "chaos":
-            return Chaos(kwargs.pop("rate"), **kwargs, **extra)
         return _CLASSES[spec.kind](**kwargs, **extra)
     except (ValueError, TypeError, OverflowError) as exc:
         raise _constructor_error(spec, exc) from None
 
 
 def apply(policy: Policy, spec: PolicySpec) -> None:
-    """Change a live policy, and every copy made of it (the per-host copies of the HTTP
-    integrations), to ``spec``'s settings, keeping their state; copies made later get
-    them too."""
-    for member in policy._family():
-        _apply_one(member, spec)
-
-
-def _apply_one(policy: Policy, spec: PolicySpec) -> None:
-    if spec.kind == "chaos":  # only switching it is done in place
-        policy.enabled = spec.settings["enabled"]  # type: ignore[attr-defined]
-        policy._remember(enabled=spec.settings["enabled"])
-        return
+    """Change a live policy to ``spec``'s settings, keeping its state."""
     kwargs = _arguments(spec, policy._clock)
-    for key in IDENTITY:  # a token bucket's key, a mode: never changed in place
+    kwargs.pop("key", None)  # a token bucket's key is its identity: not reloadable
+    for key in FIXED:  # unchanged: Registry.reload refuses to change them
         kwargs.pop(key, None)
     if spec.kind == "retry" and isinstance(policy, Retry):
         old_budget = policy.budget
@@ -591,23 +603,21 @@ def _apply_one(policy: Policy, spec: PolicySpec) -> None:
                 new_budget.min_per_second,
             )
             kwargs["budget"] = old_budget
+    args = (kwargs.pop("value"),) if spec.kind == "fallback" else ()
     try:
-        if spec.kind == "fallback":
-            policy._configure(kwargs["value"], on=kwargs["on"])  # type: ignore[attr-defined]
-        else:
-            policy._configure(**kwargs)  # type: ignore[attr-defined]
+        # The policy, and the copies that stand in for it (the HTTP integrations' per
+        # host copies); later copies are cloned with the new settings.
+        for target in (policy, *policy._following()):
+            target._configure(*args, **kwargs)  # type: ignore[attr-defined]
+            target._configured(dict(zip(("value",), args, strict=False), **kwargs))
     except (ValueError, TypeError, OverflowError) as exc:
         raise _constructor_error(spec, exc) from None
-    policy._remember(**kwargs)
 
 
 # -- showing settings ------------------------------------------------------------------------
 
 _DURATIONS = frozenset(
     {
-        "latency",
-        "initial",
-        "delay_learned",
         "slow_call_duration",
         "open_for",
         "window",
@@ -616,6 +626,9 @@ _DURATIONS = frozenset(
         "per",
         "max_wait",
         "delay",
+        "initial",
+        "latency",
+        "learned_delay",
         "base",
         "step",
         "max",

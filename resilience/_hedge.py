@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from ._call import CURRENT_CALL
 from ._clock import Clock
 from ._events import GLOBAL_LISTENERS
 from ._hedge_core import FATAL, NEXT, WAIT, WON, Latencies, Outcome, Race
@@ -30,6 +31,7 @@ from ._notes import add_note
 from ._policy import AsyncRunner, Policy, Runner
 from ._timeout import run_detached
 from ._validation import (
+    MISSING,
     check_duration,
     check_exception_filter,
     check_number,
@@ -52,19 +54,19 @@ def _check_delay(param: str, value: object) -> float:
 
 class LatencyQuantile:
     """A hedging delay learned from recent calls: the ``quantile`` of the latencies of
-    the last ``window`` winning attempts (``initial`` seconds until ``min_samples`` of
+    the last ``samples`` winning attempts (``initial`` seconds until ``min_samples`` of
     them have been seen).
 
     ``Hedge(LatencyQuantile(0.95))`` hedges the calls slower than 95% of recent ones.
     """
 
-    __slots__ = ("initial", "min_samples", "quantile", "window")
+    __slots__ = ("initial", "min_samples", "quantile", "samples")
 
     def __init__(
         self,
         quantile: float = 0.95,
         *,
-        window: int = 100,
+        samples: int = 100,
         min_samples: int = 20,
         initial: float | timedelta = 1.0,
     ) -> None:
@@ -72,16 +74,27 @@ class LatencyQuantile:
         if not 0.0 < q < 1.0:
             raise ValueError(f"quantile must be a number in (0, 1), got {quantile!r}")
         self.quantile = q
-        self.window = check_positive_int("window", window)
+        self.samples = check_positive_int("samples", samples)
         self.min_samples = check_positive_int("min_samples", min_samples)
-        if self.min_samples > self.window:
+        if self.min_samples > self.samples:
             raise ValueError(
-                f"min_samples must be at most window ({self.window}), got {min_samples!r}"
+                f"min_samples must be at most samples ({self.samples}), got {min_samples!r}"
             )
         self.initial = _check_delay("initial", initial)
 
+    def _described(self) -> dict[str, Any]:
+        """As ``describe()`` and config files write it."""
+        quantile, samples, min_samples, initial = self._state()
+        return {
+            "kind": "latency_quantile",
+            "quantile": quantile,
+            "samples": samples,
+            "min_samples": min_samples,
+            "initial": initial,
+        }
+
     def _state(self) -> tuple[float, int, int, float]:
-        return self.quantile, self.window, self.min_samples, self.initial
+        return self.quantile, self.samples, self.min_samples, self.initial
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LatencyQuantile):
@@ -93,7 +106,7 @@ class LatencyQuantile:
 
     def __repr__(self) -> str:
         return (
-            f"LatencyQuantile({self.quantile!r}, window={self.window!r}, "
+            f"LatencyQuantile({self.quantile!r}, samples={self.samples!r}, "
             f"min_samples={self.min_samples!r}, initial={self.initial!r})"
         )
 
@@ -158,20 +171,42 @@ class Hedge(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name, clock)
-        self._learned: Latencies | None
-        if isinstance(delay, LatencyQuantile):
-            self._learned = Latencies(
-                delay.quantile, delay.window, delay.min_samples, delay.initial
-            )
-            self._fixed = delay.initial
-        else:
-            self._learned = None
-            self._fixed = _check_delay("delay", delay)
-        self._delay_spec = delay
-        self._max_hedges = check_positive_int("max_hedges", max_hedges)
-        self._hedge_on = check_exception_filter("hedge_on", hedge_on)
-        self._hedge_if_result = check_predicate("hedge_if_result", hedge_if_result)
+        self._learned: Latencies | None = None
+        self._delay_spec: float | timedelta | LatencyQuantile | None = None
+        self._hedge_if_result: Callable[[Any], bool] | None = None
+        self._configure(delay, max_hedges, hedge_on=hedge_on, hedge_if_result=hedge_if_result)
         self._compose()
+
+    def _configure(
+        self,
+        delay: float | timedelta | LatencyQuantile,
+        max_hedges: int = 1,
+        *,
+        hedge_on: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | Callable[[BaseException], bool] = (Exception,),
+        hedge_if_result: Any = MISSING,
+    ) -> None:
+        """Set the settings (the constructor's, and ``Registry.reload``'s in place): calls
+        starting from now on use them. A learned delay keeps what it learned unless its
+        own settings change. ``hedge_if_result`` not given: kept."""
+        if isinstance(delay, LatencyQuantile):
+            learned = self._learned
+            if learned is None or delay != self._delay_spec:
+                learned = Latencies(delay.quantile, delay.samples, delay.min_samples, delay.initial)
+            fixed = delay.initial
+        else:
+            learned, fixed = None, _check_delay("delay", delay)
+        hedges = check_positive_int("max_hedges", max_hedges)
+        checked_hedge_on = check_exception_filter("hedge_on", hedge_on)
+        checked_if_result = (
+            self._hedge_if_result
+            if hedge_if_result is MISSING
+            else check_predicate("hedge_if_result", hedge_if_result)
+        )
+        self._learned, self._fixed, self._delay_spec = learned, fixed, delay
+        self._max_hedges, self._hedge_on = hedges, checked_hedge_on
+        self._hedge_if_result = checked_if_result
 
     # -- reading -----------------------------------------------------------------------
 
@@ -185,6 +220,12 @@ class Hedge(Policy):
     def max_hedges(self) -> int:
         """How many attempts a call may start beyond the first."""
         return self._max_hedges
+
+    def _description(self) -> dict[str, Any]:
+        settings = super()._description()
+        if self._learned is not None:
+            settings["learned_delay"] = self._learned.delay
+        return settings
 
     def __repr__(self) -> str:
         return f"Hedge({self._delay_spec!r}, max_hedges={self._max_hedges}, name={self.name!r})"
@@ -236,6 +277,9 @@ class Hedge(Policy):
         race_for, hedged, settle = self._race, self._hedged, self._settle
 
         def run(*args: Any, **kwargs: Any) -> Any:
+            call = CURRENT_CALL.get()
+            if call is not None and not call.may_duplicate():
+                return inner(*args, **kwargs)  # e.g. a POST: sent once, never hedged
             race = race_for()
             outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
 
@@ -275,6 +319,9 @@ class Hedge(Policy):
         race_for, hedged, settle = self._race, self._hedged, self._settle
 
         async def run(*args: Any, **kwargs: Any) -> Any:
+            call = CURRENT_CALL.get()
+            if call is not None and not call.may_duplicate():
+                return await inner(*args, **kwargs)  # e.g. a POST: sent once, never hedged
             race = race_for()
             outcomes = _Outcomes()
             cancelled = anyio.get_cancelled_exc_class()

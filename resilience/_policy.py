@@ -45,6 +45,9 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._events import WATCHERS, Event, Listener, _subscribe, emit
 from ._validation import check_name
 
+if TYPE_CHECKING:
+    from ._describe import PipelineDescription
+
 __all__ = ["AsyncRunner", "Policy", "Runner"]
 
 Runner: TypeAlias = Callable[..., Any]
@@ -185,31 +188,49 @@ class Policy:
                 )
         bound = signature.bind(*args, **kwargs)
         bound.arguments.update(changes)
-        copy = type(self)(*bound.args, **bound.kwargs)
-        # Remembered (weakly) so that reconfiguring this policy in place reaches its
-        # copies too (``Registry.reload`` of a pipeline that per-host transports copy).
-        clones: weakref.WeakSet[Policy] | None = self.__dict__.get("_clones")
-        if clones is None:
-            clones = weakref.WeakSet()
-            self.__dict__["_clones"] = clones
-        clones.add(copy)
-        return copy
+        return type(self)(*bound.args, **bound.kwargs)
 
-    def _family(self) -> list[Policy]:
-        """This policy and every live copy made of it (``clone``), copies of copies too."""
-        family: list[Policy] = [self]
-        for policy in family:
-            clones: weakref.WeakSet[Policy] | None = policy.__dict__.get("_clones")
-            family.extend(list(clones or ()))
-        return family
+    def describe(self) -> PipelineDescription:
+        """The policies a call goes through, outermost first (this one, or a pipeline's),
+        with the settings in force, and warnings about known order mistakes."""
+        from ._describe import describe
 
-    def _remember(self, **arguments: Any) -> None:
-        """Record constructor arguments changed in place, so that copies made from now
-        on (``clone``) are made with them."""
+        return describe(self)
+
+    def _description(self) -> dict[str, Any]:
+        """This policy's settings for ``describe()`` (hook: add what it learned)."""
+        from ._describe import settings_of
+
+        return settings_of(self)
+
+    def _live_settings(self) -> dict[str, Any]:
+        """Settings read from the policy itself, where they may differ from the
+        constructor's arguments (a default filled in, a reload): for ``describe()``."""
+        return {}
+
+    # -- settings changed in place (Registry.reload) ------------------------------------
+
+    def _configured(self, changes: dict[str, Any]) -> None:
+        """Constructor arguments were changed in place (``_configure``, by a config
+        reload): later clones take the settings in force."""
         args, kwargs = self._init_args
         bound = inspect.signature(type(self)).bind(*args, **kwargs)
-        bound.arguments.update(arguments)
+        bound.arguments.update(changes)
         self._init_args = (bound.args, bound.kwargs)
+
+    def _follow(self, copy: Policy) -> None:
+        """Make ``copy`` (a clone standing in for this policy, such as a host's copy in
+        the HTTP integrations) follow it: a config reload that changes this policy's
+        settings changes the copy's too."""
+        followers: weakref.WeakSet[Policy] | None = self.__dict__.get("_followers")
+        if followers is None:
+            followers = self.__dict__["_followers"] = weakref.WeakSet()
+        followers.add(copy)
+
+    def _following(self) -> list[Policy]:
+        """The live copies that follow this policy."""
+        followers = self.__dict__.get("_followers")
+        return [] if followers is None else list(followers)
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Send this policy's events to ``listener``; returns a function that stops it."""

@@ -23,9 +23,7 @@ from typing import Any
 
 from ._clock import Clock
 from ._config_schema import (
-    IDENTITY,
     KINDS,
-    RELOADABLE,
     PolicySpec,
     apply,
     build,
@@ -586,7 +584,7 @@ def _read_pipeline(
 def _check_same_shape(name: str, old: tuple[PolicySpec, ...], new: tuple[PolicySpec, ...]) -> None:
     def shape(specs: tuple[PolicySpec, ...]) -> list[tuple[Any, ...]]:
         return [
-            (s.entry, s.kind, s.name, s.shared, *(s.settings.get(k) for k in sorted(IDENTITY)))
+            (s.entry, s.kind, s.name, s.shared, s.settings.get("key"), s.settings.get("mode"))
             for s in specs
         ]
 
@@ -595,26 +593,9 @@ def _check_same_shape(name: str, old: tuple[PolicySpec, ...], new: tuple[PolicyS
             f"pipelines.{name}",
             [f"{s.entry} ({s.name})" for s in new],
             "the policies the pipeline runs with, in the same order, with the same names, "
-            f"shared, key and mode settings ({', '.join(f'{s.entry} ({s.name})' for s in old)})"
-            "; changing them needs a new registry",
+            f"shared, key and mode settings ({', '.join(f'{s.entry} ({s.name})' for s in old)}); "
+            "changing them needs a new registry",
         )
-    for before, after in zip(old, new, strict=True):
-        reloadable = RELOADABLE[after.kind]
-        if reloadable is None:
-            continue
-        for key in after.settings:
-            if key not in reloadable and before.settings.get(key) != after.settings.get(key):
-                raise ConfigError(
-                    f"{after.path}.{key}",
-                    after.settings[key],
-                    f"{before.settings.get(key)!r} as the {after.kind} runs with: "
-                    + (
-                        f"only {', '.join(sorted(reloadable))} of a {after.kind} changes in place"
-                        if reloadable
-                        else f"a {after.kind} does not change in place"
-                    )
-                    + "; changing it needs a new registry",
-                )
 
 
 def _differences(before: PolicySpec, after: PolicySpec) -> list[Change]:

@@ -8,6 +8,8 @@
     request without ``times``), then 200; ``retry_after=...`` adds that ``Retry-After``,
     ``retry_after_date=S`` one that is an HTTP-date S seconds after the ``Date`` it sends;
   - ``/stall?seconds=S``: answers after S seconds;
+  - ``/slow_first?seconds=S&id=X``: the first request of ``id`` X answers after S
+    seconds, the others at once (the body says which request of X it answers);
   - ``/stream?id=X``: sends ``first``, then ``second`` once the test calls ``release(X)``;
   - ``/echo``: 200 with the request body.
 
@@ -113,6 +115,10 @@ class Upstream:
         elif path == "/stall":
             await asyncio.sleep(float(query.get("seconds", "30")))
             await _respond(send, 200, b"late")
+        elif path == "/slow_first":
+            if self.hits[key] == 1:
+                await asyncio.sleep(float(query.get("seconds", "30")))
+            await _respond(send, 200, f"answer {self.hits[key]}".encode())
         elif path == "/stream":
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"first", "more_body": True})

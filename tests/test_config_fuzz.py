@@ -86,6 +86,11 @@ KEYS = [
     "adaptive_throttle",
     "k",
     "adaptive_concurrency",
+    "algorithm",
+    "gradient",
+    "aimd",
+    "latency_quantile",
+    "samples",
     "initial_limit",
     "min_limit",
     "max_limit",
@@ -173,7 +178,10 @@ VALID = {
         "search": {"total": {"kind": "timeout", "seconds": 3}, "retry": {"attempts": 2}},
         "extras": {
             "chaos": {"rate": 0.1, "latency": "50ms", "enabled": False, "seed": 1},
-            "hedge": {"delay": {"quantile": 0.9, "initial": "100ms"}, "max_hedges": 1},
+            "hedge": {
+                "delay": {"kind": "latency_quantile", "quantile": 0.9, "initial": "100ms"},
+                "max_hedges": 1,
+            },
             "adaptive_throttle": {"k": 2, "window": "1m", "mode": "metrics_only"},
             "adaptive_concurrency": {"initial_limit": 4, "max_limit": 16},
         },

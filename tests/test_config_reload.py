@@ -534,31 +534,3 @@ def test_reload_reaches_the_per_host_copies_of_http_transports() -> None:
         server.shutdown()
         server.server_close()
         thread.join(5)
-
-
-def test_chaos_is_switched_by_a_reload_and_other_kinds_refuse_changes() -> None:
-    reg = Registry.from_dict(
-        config(p={"chaos": {"rate": 1.0, "fault": "ConnectionError", "enabled": False}}), env={}
-    )
-
-    @reg.pipeline("p")
-    def call() -> str:
-        return "ok"
-
-    assert call() == "ok"
-    changes = reg.reload(
-        config(p={"chaos": {"rate": 1.0, "fault": "ConnectionError", "enabled": True}})
-    )
-    assert [str(c) for c in changes] == ["pipelines.p.chaos.enabled: false -> true"]
-    with pytest.raises(ConnectionError):
-        call()  # chaos on, for a function decorated before
-    with pytest.raises(ConfigError) as info:
-        reg.reload(config(p={"chaos": {"rate": 0.5, "fault": "ConnectionError"}}))
-    assert info.value.path == "pipelines.p.chaos.rate"
-    assert "only enabled of a chaos changes in place" in info.value.expected
-    other = Registry.from_dict(config(h={"hedge": {"delay": "100ms"}}), env={})
-    with pytest.raises(ConfigError, match="a hedge does not change in place"):
-        other.reload(config(h={"hedge": {"delay": "200ms"}}))
-    shadow = Registry.from_dict(config(s={"bulkhead": {"max_concurrent": 2}}), env={})
-    with pytest.raises(ConfigError, match="needs a new registry"):
-        shadow.reload(config(s={"bulkhead": {"max_concurrent": 2, "mode": "metrics_only"}}))

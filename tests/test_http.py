@@ -19,6 +19,7 @@ from resilience import (
     Constant,
     Event,
     Fallback,
+    Hedge,
     Pipeline,
     RateLimited,
     Retry,
@@ -292,6 +293,21 @@ async def test_a_stalled_server_times_out_and_counts_as_a_failure(
             await client.get(upstream.url + fresh("/stall?seconds=5"))
         assert caught.value.host == upstream.url
         assert client.protection.policy_for(breaker, upstream.url).state == "open"
+
+
+@main_kinds
+@pytest.mark.anyio
+async def test_a_get_is_hedged_and_a_post_is_not(harness: Harness, upstream: Upstream) -> None:
+    async with harness.client(Hedge(0.05)) as client:
+        path = fresh("/slow_first?seconds=1")
+        reply = await client.get(upstream.url + path)
+        # The first attempt stalls; the hedge, 50 ms later, is answered at once.
+        assert (reply.status, reply.text) == (200, "answer 2")
+        path = fresh("/slow_first?seconds=0.3")
+        reply = await client.request("POST", upstream.url + path, body=b"order")
+        # A POST must not be sent twice: one attempt, however slow.
+        assert (reply.status, reply.text) == (200, "answer 1")
+        assert upstream.hits[path.rsplit("=", 1)[1]] == 1
 
 
 # -- per host -------------------------------------------------------------------------------

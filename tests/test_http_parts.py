@@ -16,14 +16,17 @@ from typing import Any
 import pytest
 
 from resilience import (
+    AdaptiveConcurrency,
     AdaptiveThrottle,
     Bulkhead,
     CircuitBreaker,
     CircuitOpen,
     Constant,
     Event,
+    Hedge,
     Pipeline,
     RateLimited,
+    Registry,
     Retry,
     Timeout,
     TokenBucket,
@@ -150,13 +153,14 @@ def test_methods_are_upper_cased() -> None:
 def test_per_host_copies_only_stateful_policies() -> None:
     retry, breaker, bucket = Retry(), CircuitBreaker("api"), TokenBucket(10, name="lim")
     bulkhead, timeout, throttle = Bulkhead(2), Timeout(1), AdaptiveThrottle()
+    adaptive, hedge = AdaptiveConcurrency(), Hedge(0.1)
     transport = ResilientTransport(
-        Pipeline(retry, Pipeline(breaker, bucket), throttle, bulkhead, timeout)
+        Pipeline(retry, hedge, Pipeline(breaker, bucket), throttle, bulkhead, adaptive, timeout)
     )
     url = "https://a.example/x"
-    assert transport.policy_for(retry, url) is retry
-    assert transport.policy_for(timeout, url) is timeout
-    for template in (breaker, bucket, bulkhead, throttle):
+    for shared in (retry, timeout, hedge):
+        assert transport.policy_for(shared, url) is shared
+    for template in (breaker, bucket, bulkhead, throttle, adaptive):
         copy = transport.policy_for(template, url)
         assert type(copy) is type(template)
         assert copy is not template
@@ -340,3 +344,32 @@ def test_resilience_http_itself_needs_no_client_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "ResponseError" in done.stdout
+
+
+# -- a config reload reaches every host --------------------------------------------------
+
+
+def test_a_reload_reaches_the_hosts_copies_and_later_hosts(clock: FakeClock) -> None:
+    def config(minimum_calls: int, burst: int) -> dict[str, Any]:
+        return {
+            "pipelines": {
+                "api": {
+                    "circuit_breaker": {"minimum_calls": minimum_calls},
+                    "token_bucket": {"rate": "100/s", "burst": burst},
+                }
+            }
+        }
+
+    registry = Registry.from_dict(config(10, 20), env={}, clock=clock)
+    breaker, bucket = registry.pipeline("api").policies
+    transport = ResilientTransport(registry.pipeline("api"))
+    before = transport.policy_for(breaker, "https://a.example")
+    before.open()  # state a reload must keep
+    registry.reload(config(3, 5))
+    assert before.settings.minimum_calls == 3
+    assert before.state == "forced_open"
+    assert transport.policy_for(bucket, "https://a.example").settings.burst == 5
+    later = transport.policy_for(breaker, "https://b.example")
+    assert (later.settings.minimum_calls, later.state) == (3, "closed")
+    assert transport.policy_for(bucket, "https://b.example").settings.burst == 5
+    assert breaker.clone().settings.minimum_calls == 3  # clones take what is in force

@@ -10,16 +10,14 @@ import anyio
 
 from .._call import CURRENT_CALL
 from .._events import Listener
-from .._keyed import KeyedPolicy
 from .._policy import Policy
 from .._validation import check_bool, check_positive_int
 from ._exchange import IDEMPOTENT_METHODS, RETRY_STATUSES, Exchange, Rules, origin_of
-from ._hosts import per_host as _per_host
+from ._hosts import Hosts, compose, has_per_dependency
 
 __all__ = ["Protected", "aclose_all"]
 
 P = TypeVar("P", bound=Policy)
-E = TypeVar("E", bound=Exchange)
 
 
 class Protected:
@@ -29,6 +27,12 @@ class Protected:
 
     #: Exceptions of the client library that prove a request was never sent.
     _unsent: tuple[type[BaseException], ...] = ()
+    #: Whether ``_attempt`` is a coroutine function (async clients).
+    _async: bool = False
+
+    def _attempt(self, exchange: Any) -> Any:
+        """Send one attempt of ``exchange``'s request: the call the policies protect."""
+        raise NotImplementedError
 
     def __init__(
         self,
@@ -48,10 +52,20 @@ class Protected:
         #: The pipeline as given: with ``per_host``, the template of every host's policies.
         self.pipeline = pipeline
         self.per_host = per_host
-        self._keyed: dict[int, KeyedPolicy] = {}
-        self._policy = _per_host(pipeline, max_hosts, self._keyed) if per_host else pipeline
-        self._run = self._policy.call
-        self._arun = self._policy.acall
+        #: None when every host shares the pipeline as it is.
+        self._hosts = (
+            Hosts(pipeline, max_hosts, self._attempt, self._async)
+            if per_host and has_per_dependency(pipeline)
+            else None
+        )
+        #: ``runner(exchange)``: the policies composed, once, around ``_attempt`` (sync or
+        #: async, as the client is): the pipeline's, or a function that hands the
+        #: exchange to its host's (returning its coroutine: no frame of its own).
+        self._runner: Callable[[Any], Any] = (
+            compose(pipeline, self._attempt, self._async)
+            if self._hosts is None
+            else self._hosts.runner()
+        )
 
     @property
     def retry_statuses(self) -> frozenset[int]:
@@ -71,41 +85,34 @@ class Protected:
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Hear the events of every policy requests go through, every host's copies
         included (present and future); returns a function that stops it."""
-        return self._policy.listen(listener)
+        if self._hosts is None:
+            return self.pipeline.listen(listener)
+        return self._hosts.listen(listener)
 
     def policy_for(self, policy: P, url: object) -> P:
         """The policy that protects requests to ``url``'s host in place of ``policy``
         (a policy of the pipeline): with ``per_host``, the host's own copy of a
         breaker, limiter or bulkhead (made now if the host has none yet); otherwise,
         and for shared policies, ``policy`` itself."""
-        keyed = self._keyed.get(id(policy))
-        if keyed is None:
-            if not _contains(self.pipeline, policy):
-                raise ValueError(f"{policy!r} is not a policy of this client's pipeline")
-            return policy
-        return keyed.get(origin_of(url))  # type: ignore[return-value]
+        if not _contains(self.pipeline, policy):
+            raise ValueError(f"{policy!r} is not a policy of this client's pipeline")
+        host = origin_of(url)
+        copy = None if self._hosts is None else self._hosts.copy_of(policy, host)
+        return policy if copy is None else copy  # type: ignore[return-value]
 
     def hosts(self) -> list[str]:
         """The hosts (``scheme://host:port``) that have their own policies now."""
-        hosts: set[str] = set()
-        for keyed in self._keyed.values():
-            hosts.update(map(str, keyed.keys()))
-        return sorted(hosts)
+        return [] if self._hosts is None else sorted(map(str, self._hosts.keyed.keys()))
 
     # -- drivers ---------------------------------------------------------------------
 
-    def _handle(
-        self,
-        exchange: E,
-        attempt: Callable[[E], Any],
-        close: Callable[[Any], object],
-    ) -> Any:
-        """Run ``attempt(exchange)`` through the pipeline; the response to return."""
+    def _handle(self, exchange: Exchange, close: Callable[[Any], object]) -> Any:
+        """Run ``exchange``'s attempts through the pipeline; the response to return."""
         token = CURRENT_CALL.set(exchange)
         final = None
         try:
             try:
-                final = self._run(attempt, exchange)
+                final = self._runner(exchange)
             except Exception as exc:
                 final = exchange.unwrap(exc)
         finally:
@@ -114,18 +121,13 @@ class Protected:
                 close(response)
         return final
 
-    async def _ahandle(
-        self,
-        exchange: E,
-        attempt: Callable[[E], Awaitable[Any]],
-        aclose: Callable[[Any], Awaitable[object]],
-    ) -> Any:
+    async def _ahandle(self, exchange: Exchange, aclose: Callable[[Any], Awaitable[object]]) -> Any:
         """The async twin of ``_handle``."""
         token = CURRENT_CALL.set(exchange)
         final = None
         try:
             try:
-                final = await self._arun(attempt, exchange)
+                final = await self._runner(exchange)
             except Exception as exc:
                 final = exchange.unwrap(exc)
         finally:

@@ -231,9 +231,28 @@ def _methods(value: object) -> frozenset[str]:
 
 
 class Exchange(CallContext):
-    """One request on its way through the pipeline (all its attempts)."""
+    """One request on its way through the pipeline (all its attempts).
 
-    __slots__ = ("_lock", "_over", "_responses", "may_retry", "replayable", "request", "rules")
+    Responses are tracked in two lists: those of failed attempts (raised as
+    ResponseError), which the next attempt closes when it starts (a newer attempt
+    supersedes them), and the others, which may still be returned (a hedged attempt's
+    may win while another starts) and are closed when the request ends, all but the one
+    returned. No lock, though a sync Timeout's abandoned worker may deliver a response
+    from another thread at any moment: a response is appended before ``_over`` is read,
+    and ``_over`` is set before the lists are read, so each late response is closed by
+    its worker, by ``end``, or (harmlessly) by both.
+    """
+
+    __slots__ = (
+        "_failed",
+        "_over",
+        "_responses",
+        "duplicable",
+        "may_retry",
+        "replayable",
+        "request",
+        "rules",
+    )
 
     def __init__(
         self,
@@ -243,15 +262,20 @@ class Exchange(CallContext):
         request: Any,
         may_retry: bool,
         replayable: bool = True,
+        duplicable: bool = True,
     ) -> None:
-        super().__init__(host, method)
+        self.host = host
+        self.method = method
+        self.status = None
         self.rules = rules
         self.request = request
         self.may_retry = may_retry
         #: Whether the request's body can be sent again (a subclass may look each time).
         self.replayable = replayable
-        self._lock = threading.Lock()  # a sync Timeout's worker may deliver late
+        #: Whether the body can be sent twice at the same time (bytes in memory can).
+        self.duplicable = duplicable
         self._over = False
+        self._failed: list[Any] = []
         self._responses: list[Any] = []
 
     def can_resend(self) -> bool:
@@ -273,17 +297,20 @@ class Exchange(CallContext):
             return None
         return False
 
+    def may_duplicate(self) -> bool:
+        return self.may_retry and self.duplicable
+
     def receive(self, response: Any, status: int, headers: Mapping[str, str]) -> bool:
         """Take in an attempt's response: True when the attempt returns it, False when
         the request is already over (an abandoned attempt delivered late: the caller
         must close it). Raises a ResponseError for a status the rules single out."""
-        with self._lock:
-            if self._over:
-                return False
-            self._responses.append(response)
-        self.status = status
         rules = self.rules
-        if status not in rules.special:
+        special = status in rules.special
+        (self._failed if special else self._responses).append(response)
+        if self._over:
+            return False
+        self.status = status
+        if not special:
             return True
         error = ResponseError(
             response,
@@ -299,17 +326,16 @@ class Exchange(CallContext):
     # -- responses -----------------------------------------------------------------
 
     def discarded(self) -> list[Any]:
-        """At the start of an attempt: the responses of earlier attempts, to close."""
-        with self._lock:
-            responses, self._responses = self._responses, []
-        return responses
+        """At the start of an attempt: the responses of failed attempts, to close."""
+        return _drain(self._failed)
 
     def end(self, final: Any) -> list[Any]:
         """The request is over: the responses to close (all but ``final``)."""
-        with self._lock:
-            self._over = True
-            responses, self._responses = self._responses, []
-        return [response for response in responses if response is not final]
+        self._over = True
+        responses = self._responses
+        if not self._failed and len(responses) == 1 and responses[0] is final:
+            return []  # the common case: one attempt, its response returned
+        return [r for r in (*_drain(self._failed), *_drain(responses)) if r is not final]
 
     def unwrap(self, exc: BaseException) -> Any:
         """The response behind this request's own ResponseError; re-raises anything
@@ -319,3 +345,11 @@ class Exchange(CallContext):
         if isinstance(exc, ResilienceError) and exc.host is None:
             exc.host = self.host
         raise exc
+
+
+def _drain(responses: list[Any]) -> list[Any]:
+    """Empty ``responses`` (each pop is atomic: another thread may append meanwhile)."""
+    drained = []
+    while responses:
+        drained.append(responses.pop())
+    return drained

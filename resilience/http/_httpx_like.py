@@ -34,7 +34,8 @@ class _Common(Protected):
 
     #: The client library's module (httpx or httpx2).
     _lib: ModuleType
-    #: Request body streams that can be sent again.
+    #: Request body streams that can be sent again (one at a time; only
+    #: ``ByteStream``, bytes in memory, twice at once).
     _replayable: tuple[type[Any], ...]
 
     def __init__(
@@ -76,13 +77,15 @@ class _Common(Protected):
     def _exchange(self, request: Any) -> _HttpxExchange:
         url = request.url
         extensions = request.extensions
+        stream = request.stream
         exchange = _HttpxExchange(
             self._rules,
             origin(url.scheme, url.host, url.port),
             request.method,
             request,
             self._rules.may_retry(request.method, request.headers, extensions.get("idempotent")),
-            isinstance(request.stream, self._replayable),
+            isinstance(stream, self._replayable),
+            isinstance(stream, self._lib.ByteStream),
         )
         exchange.timeouts = extensions.get("timeout")
         return exchange
@@ -124,12 +127,14 @@ class TransportBase(_Common):
 
     _transport_kinds = ("HTTPTransport", "BaseTransport")
 
-    def _send(self, request: Any) -> Any:
-        return self._checked(self._handle(self._exchange(request), self._attempt, _close))
+    def handle_request(self, request: Any) -> Any:
+        """Send ``request`` through the pipeline (``httpx.BaseTransport`` interface)."""
+        return self._checked(self._handle(self._exchange(request), _close))
 
     def _attempt(self, exchange: _HttpxExchange) -> Any:
-        for response in exchange.discarded():
-            response.close()
+        if exchange._failed:  # failed attempts' responses: nobody will read them
+            for response in exchange.discarded():
+                response.close()
         response = self.transport.handle_request(_prepare(exchange, network_budget(False)))
         if not exchange.receive(response, response.status_code, response.headers):
             response.close()  # nobody waits for this attempt any more
@@ -142,14 +147,17 @@ class TransportBase(_Common):
 class AsyncTransportBase(_Common):
     """The async transport (asyncio and trio): ``handle_async_request``."""
 
+    _async = True
     _transport_kinds = ("AsyncHTTPTransport", "AsyncBaseTransport")
 
-    async def _asend(self, request: Any) -> Any:
-        response = await self._ahandle(self._exchange(request), self._attempt, _aclose)
+    async def handle_async_request(self, request: Any) -> Any:
+        """Send ``request`` through the pipeline (``httpx.AsyncBaseTransport`` interface)."""
+        response = await self._ahandle(self._exchange(request), _aclose)
         return self._checked(response)
 
     async def _attempt(self, exchange: _HttpxExchange) -> Any:
-        await aclose_all(exchange.discarded(), _aclose)
+        if exchange._failed:  # failed attempts' responses: nobody will read them
+            await aclose_all(exchange.discarded(), _aclose)
         response = await self.transport.handle_async_request(
             _prepare(exchange, network_budget(True))
         )

@@ -31,6 +31,10 @@ class _AiohttpExchange(Exchange):
 
     handler: ClientHandlerType
 
+    def may_duplicate(self) -> bool:
+        body = self.request.body
+        return self.may_retry and (not body or isinstance(body, BytesPayload))
+
     def can_resend(self) -> bool:
         # aiohttp knows whether a body can be written again: bytes can, a stream that
         # was read cannot.
@@ -52,6 +56,7 @@ class ResilienceMiddleware(Protected):
     hop) goes through ``pipeline``, per host with ``per_host=True``."""
 
     _unsent = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+    _async = True
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         url = request.url
@@ -63,7 +68,7 @@ class ResilienceMiddleware(Protected):
             self._rules.may_retry(request.method, request.headers, None),
         )
         exchange.handler = handler
-        response = await self._ahandle(exchange, self._attempt, _aclose)
+        response = await self._ahandle(exchange, _aclose)
         if not isinstance(response, ClientResponse):
             raise TypeError(
                 f"the pipeline of ResilienceMiddleware returned {response!r}; a Fallback in "
@@ -72,7 +77,8 @@ class ResilienceMiddleware(Protected):
         return response
 
     async def _attempt(self, exchange: _AiohttpExchange) -> Any:
-        await aclose_all(exchange.discarded(), _aclose)
+        if exchange._failed:  # failed attempts' responses: nobody will read them
+            await aclose_all(exchange.discarded(), _aclose)
         budget = network_budget(True)
         if budget is None:
             response = await exchange.handler(exchange.request)

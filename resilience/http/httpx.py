@@ -28,9 +28,6 @@ class ResilientTransport(TransportBase, httpx.BaseTransport):
     _replayable = (httpx.ByteStream, MultipartStream)
     _unsent = _UNSENT
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._send(request)  # type: ignore[no-any-return]
-
 
 class AsyncResilientTransport(AsyncTransportBase, httpx.AsyncBaseTransport):
     """An async httpx transport (asyncio and trio): each request goes through
@@ -40,6 +37,3 @@ class AsyncResilientTransport(AsyncTransportBase, httpx.AsyncBaseTransport):
     _lib = httpx
     _replayable = (httpx.ByteStream, MultipartStream)
     _unsent = _UNSENT
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._asend(request)  # type: ignore[no-any-return]

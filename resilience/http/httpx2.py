@@ -31,9 +31,6 @@ class ResilientTransport(TransportBase, httpx2.BaseTransport):
     _replayable = (httpx2.ByteStream, MultipartStream)
     _unsent = _UNSENT
 
-    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        return self._send(request)  # type: ignore[no-any-return]
-
 
 class AsyncResilientTransport(AsyncTransportBase, httpx2.AsyncBaseTransport):
     """An async httpx2 transport (asyncio and trio): each request goes through
@@ -43,6 +40,3 @@ class AsyncResilientTransport(AsyncTransportBase, httpx2.AsyncBaseTransport):
     _lib = httpx2
     _replayable = (httpx2.ByteStream, MultipartStream)
     _unsent = _UNSENT
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        return await self._asend(request)  # type: ignore[no-any-return]

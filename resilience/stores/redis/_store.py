@@ -68,6 +68,7 @@ _ACTIONS = ("open", "close", "reset", "disable")
 _STORES: weakref.WeakSet[_SharedStore] = weakref.WeakSet()
 
 B = TypeVar("B", RedisBreaker, RedisBucket)
+StoreT = TypeVar("StoreT", bound="_SharedStore")
 
 
 def _default_reconnect() -> Backoff:
@@ -116,6 +117,8 @@ class _SharedStore:
     """Everything a Redis store does apart from running scripts."""
 
     _client: SyncClient
+    #: True when the store made its clients (from_url), and so closes them.
+    _owns_client: bool
 
     def __init__(
         self,
@@ -301,6 +304,50 @@ class _SharedStore:
         """:meth:`buckets` for async code (runs in a worker thread)."""
         return await anyio.to_thread.run_sync(self.buckets)
 
+    # -- construction from a URL --------------------------------------------------------
+
+    @classmethod
+    def from_url(
+        cls: type[StoreT],
+        url: str,
+        prefix: str = "resilience",
+        *,
+        cluster: bool = False,
+        timeout: float | timedelta = 0.1,
+        max_connections: int = 50,
+        on_store_error: str = "local",
+        errors_to_cut_off: int = 3,
+        reconnect: Backoff | None = None,
+        trial_lease: float | timedelta = 10.0,
+        key_ttl: float | timedelta = 86400.0,
+        **client_options: Any,
+    ) -> StoreT:
+        """A store with clients of its own for ``url`` (``redis://``, ``rediss://``,
+        ``unix://``; ``cluster=True`` for Redis Cluster): for ``RedisStore`` a sync
+        client, for ``AsyncRedisStore`` a ``redis.asyncio`` client for calls and a small
+        sync one for the rest. Other keyword arguments go to the redis-py clients
+        (``password=``, ``ssl_ca_certs=``...)."""
+        seconds, connections = _client_settings(timeout, max_connections)
+        options = _store_options(
+            prefix, on_store_error, errors_to_cut_off, reconnect, trial_lease, key_ttl
+        )
+        store = cls.__new__(cls)
+        store._owns_client = True
+        store._connect(url, cluster, seconds, connections, client_options, options)
+        return store
+
+    def _connect(
+        self,
+        url: str,
+        cluster: bool,
+        timeout: float,
+        max_connections: int,
+        client_options: dict[str, Any],
+        options: dict[str, Any],
+    ) -> None:
+        """Make this store's clients for ``url`` and initialise it with them."""
+        raise NotImplementedError
+
     # -- lifetime ----------------------------------------------------------------------
 
     def _close_threads(self) -> None:
@@ -482,44 +529,27 @@ class RedisStore(_SharedStore):
             ),
         )
 
-    @classmethod
-    def from_url(
-        cls,
+    def _connect(
+        self,
         url: str,
-        prefix: str = "resilience",
-        *,
-        cluster: bool = False,
-        timeout: float | timedelta = 0.1,
-        max_connections: int = 50,
-        on_store_error: str = "local",
-        errors_to_cut_off: int = 3,
-        reconnect: Backoff | None = None,
-        trial_lease: float | timedelta = 10.0,
-        key_ttl: float | timedelta = 86400.0,
-        **client_options: Any,
-    ) -> RedisStore:
-        """A store with a client of its own for ``url`` (``redis://``, ``rediss://``,
-        ``unix://``; ``cluster=True`` for Redis Cluster). Other keyword arguments go
-        to the redis-py client (``password=``, ``ssl_ca_certs=``...)."""
-        seconds, connections = _client_settings(timeout, max_connections)
+        cluster: bool,
+        timeout: float,
+        max_connections: int,
+        client_options: dict[str, Any],
+        options: dict[str, Any],
+    ) -> None:
         client = sync_client(
             url,
             cluster=cluster,
-            timeout=seconds,
-            max_connections=connections,
+            timeout=timeout,
+            max_connections=max_connections,
             options=client_options,
         )
-        options = _store_options(
-            prefix, on_store_error, errors_to_cut_off, reconnect, trial_lease, key_ttl
-        )
-        store = cls.__new__(cls)
-        store._owns_client = True
         try:
-            store.__init__(client, **options)  # type: ignore[misc]
+            self.__init__(client, **options)  # type: ignore[misc]
         except BaseException:
             _close_sync(client)
             raise
-        return store
 
     @property
     def client(self) -> SyncClient:
@@ -651,39 +681,23 @@ class AsyncRedisStore(_SharedStore):
             "connections belong to that loop); make one store per event loop"
         )
 
-    @classmethod
-    def from_url(
-        cls,
+    def _connect(
+        self,
         url: str,
-        prefix: str = "resilience",
-        *,
-        cluster: bool = False,
-        timeout: float | timedelta = 0.1,
-        max_connections: int = 50,
-        on_store_error: str = "local",
-        errors_to_cut_off: int = 3,
-        reconnect: Backoff | None = None,
-        trial_lease: float | timedelta = 10.0,
-        key_ttl: float | timedelta = 86400.0,
-        **client_options: Any,
-    ) -> AsyncRedisStore:
-        """A store with clients of its own for ``url`` (as :meth:`RedisStore.from_url`):
-        a ``redis.asyncio`` client for calls, a small sync one for the rest."""
-        seconds, connections = _client_settings(timeout, max_connections)
-        settings = {"cluster": cluster, "timeout": seconds, "options": client_options}
-        aclient = async_client(url, max_connections=connections, **settings)  # type: ignore[arg-type]
+        cluster: bool,
+        timeout: float,
+        max_connections: int,
+        client_options: dict[str, Any],
+        options: dict[str, Any],
+    ) -> None:
+        settings = {"cluster": cluster, "timeout": timeout, "options": client_options}
+        aclient = async_client(url, max_connections=max_connections, **settings)  # type: ignore[arg-type]
         twin = sync_client(url, max_connections=4, **settings)  # type: ignore[arg-type]
-        options = _store_options(
-            prefix, on_store_error, errors_to_cut_off, reconnect, trial_lease, key_ttl
-        )
-        store = cls.__new__(cls)
-        store._owns_client = True
         try:
-            store.__init__(aclient, sync_client=twin, **options)  # type: ignore[misc]
+            self.__init__(aclient, sync_client=twin, **options)  # type: ignore[misc]
         except BaseException:
             _close_sync(twin)
             raise
-        return store
 
     @property
     def client(self) -> AsyncClient:
