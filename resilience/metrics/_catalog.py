@@ -135,41 +135,6 @@ FALLBACKS = MetricSpec(
     "{call}",
     per_host=True,
 )
-SHADOW_REJECTIONS = MetricSpec(
-    "shadow_rejections",
-    "counter",
-    ("policy", "name", "reason"),
-    'Calls a policy in shadow mode (mode="metrics_only") would have refused, and let '
-    "through: open, rate_limited, bulkhead_full.",
-    "resilience.shadow.rejections",
-    "{call}",
-    per_host=True,
-)
-HEDGES = MetricSpec(
-    "hedges",
-    "counter",
-    ("name",),
-    "Extra attempts a hedge started while earlier ones were still running (or had failed).",
-    "resilience.hedges",
-    "{attempt}",
-    per_host=True,
-)
-CHAOS = MetricSpec(
-    "chaos_injections",
-    "counter",
-    ("name", "injection"),
-    "Calls a chaos policy tampered with, by injection: fault, latency, result.",
-    "resilience.chaos.injections",
-    "{call}",
-)
-STORE_OUTAGES = MetricSpec(
-    "store_outages",
-    "counter",
-    ("name",),
-    "Times a shared store (name: its prefix) stopped reaching Redis and fell back to local state.",
-    "resilience.store.outages",
-    "{outage}",
-)
 CALL_DURATION = MetricSpec(
     "call_duration_seconds",
     "histogram",
@@ -271,15 +236,6 @@ LIMITER_AVAILABLE = MetricSpec(
     "resilience.token_bucket.available",
     "{token}",
 )
-THROTTLE_PROBABILITY = MetricSpec(
-    "adaptive_throttle_rejection_probability",
-    "gauge",
-    ("name",),
-    "The probability with which an adaptive throttle rejects a call now: "
-    "max(0, (requests - k * accepts) / (requests + 1)) over its window.",
-    "resilience.adaptive_throttle.rejection_probability",
-    "1",
-)
 TIMEOUT_ABANDONED = MetricSpec(
     "timeout_abandoned_threads",
     "gauge",
@@ -289,21 +245,109 @@ TIMEOUT_ABANDONED = MetricSpec(
     "{thread}",
 )
 
+SHADOW_REJECTIONS = MetricSpec(
+    "shadow_rejections",
+    "counter",
+    ("policy", "name", "reason"),
+    'Calls a policy in shadow mode (mode="metrics_only") would have refused, and let run, '
+    "by reason: open, rate_limited, bulkhead_full, concurrency_limit, throttled.",
+    "resilience.shadow.rejections",
+    "{call}",
+    per_host=True,
+)
+HEDGES = MetricSpec(
+    "hedges",
+    "counter",
+    ("name",),
+    "Extra attempts a hedge started (not counting the first attempt of each call).",
+    "resilience.hedges",
+    "{attempt}",
+    per_host=True,
+)
+HEDGE_CALLS = MetricSpec(
+    "hedge_calls",
+    "counter",
+    ("name", "outcome"),
+    "Calls through a hedge, by outcome: first (the first attempt won), hedge (a later "
+    "attempt won), gave_up (every attempt failed).",
+    "resilience.hedge.calls",
+    "{call}",
+    per_host=True,
+)
+CHAOS_INJECTIONS = MetricSpec(
+    "chaos_injections",
+    "counter",
+    ("name", "injected"),
+    "What chaos policies injected, by kind: fault, latency, result.",
+    "resilience.chaos.injections",
+    "{call}",
+)
+STORE_OUTAGES = MetricSpec(
+    "store_outages",
+    "counter",
+    ("name",),
+    "Times a shared store (name: its prefix) stopped reaching Redis and fell back to local state.",
+    "resilience.store.outages",
+    "{outage}",
+)
+
 EVENT_METRICS = (
     CALLS,
     REJECTIONS,
-    SHADOW_REJECTIONS,
     RETRIES,
     RETRY_CALLS,
     TRANSITIONS,
     FALLBACKS,
-    HEDGES,
-    CHAOS,
-    STORE_OUTAGES,
     CALL_DURATION,
     LIMITER_WAIT,
     BULKHEAD_WAIT,
+    SHADOW_REJECTIONS,
+    HEDGES,
+    HEDGE_CALLS,
+    CHAOS_INJECTIONS,
+    STORE_OUTAGES,
 )
+ADAPTIVE_LIMIT = MetricSpec(
+    "adaptive_concurrency_limit",
+    "gauge",
+    ("name",),
+    "An adaptive concurrency limit's limit now: how many calls it admits at once.",
+    "resilience.adaptive_concurrency.limit",
+    "{call}",
+)
+ADAPTIVE_IN_FLIGHT = MetricSpec(
+    "adaptive_concurrency_in_flight",
+    "gauge",
+    ("name",),
+    "Calls an adaptive concurrency limit admitted that are running now.",
+    "resilience.adaptive_concurrency.in_flight",
+    "{call}",
+)
+THROTTLE_PROBABILITY = MetricSpec(
+    "adaptive_throttle_rejection_probability",
+    "gauge",
+    ("name",),
+    "The probability that an adaptive throttle rejects a call made now.",
+    "resilience.adaptive_throttle.rejection_probability",
+    "1",
+)
+HEDGE_DELAY = MetricSpec(
+    "hedge_delay_seconds",
+    "gauge",
+    ("name",),
+    "A hedge's delay now (learned from recent latencies, with a LatencyQuantile).",
+    "resilience.hedge.delay",
+    "s",
+)
+SHADOW_MODE = MetricSpec(
+    "shadow_mode",
+    "gauge",
+    ("policy", "name"),
+    'Policies in shadow mode (mode="metrics_only"), each 1: their state and would-be '
+    "rejections are reported, but they refuse nothing.",
+    "resilience.shadow_mode",
+)
+
 LIVE_METRICS = (
     BREAKER_STATE,
     BREAKER_FAILURE_RATE,
@@ -314,8 +358,12 @@ LIVE_METRICS = (
     BULKHEAD_MAX_CONCURRENT,
     BULKHEAD_MAX_QUEUE,
     LIMITER_AVAILABLE,
-    THROTTLE_PROBABILITY,
     TIMEOUT_ABANDONED,
+    ADAPTIVE_LIMIT,
+    ADAPTIVE_IN_FLIGHT,
+    THROTTLE_PROBABILITY,
+    HEDGE_DELAY,
+    SHADOW_MODE,
 )
 
 
@@ -349,22 +397,14 @@ _KINDS = frozenset(
         "timeout",
         "token_bucket",
         "bulkhead",
-        "adaptive_concurrency",
         "fallback",
         "hedge",
-        "chaos",
+        "adaptive_concurrency",
         "adaptive_throttle",
+        "chaos",
         "store",
     }
 )
-#: The reason a rejection of each kind of policy is counted under.
-_REASONS = {
-    "circuit_breaker": "open",
-    "token_bucket": "rate_limited",
-    "bulkhead": "bulkhead_full",
-    "adaptive_concurrency": "bulkhead_full",
-    "adaptive_throttle": "throttled",
-}
 
 
 def check_options(host: object, max_names: object) -> None:
@@ -403,9 +443,9 @@ class Handlers:
     def record(self, event: Event) -> None:
         """Record ``event``."""
         if self._host:
-            key: tuple[Any, ...] = (event.kind, event.type, event.name, event.shadow, event.host)
+            key: tuple[Any, ...] = (event.kind, event.type, event.name, event.host)
         else:
-            key = (event.kind, event.type, event.name, event.shadow)
+            key = (event.kind, event.type, event.name)
         handler = self._cache.get(key)
         if handler is None:
             if event.kind not in _KINDS:
@@ -453,14 +493,10 @@ class Handlers:
         with self._lock:
             name = self._name_label(event.kind, event.name)
             host = self._host_label(event.host)
-            labels = (event.kind, event.type, str(event.shadow), name, *host)
+            labels = (event.kind, event.type, name, *host)
             handler = self._by_labels.get(labels)
             if handler is None:
-                if event.shadow:
-                    handler = self._build_shadow(event.kind, event.type, name, host)
-                else:
-                    handler = self._build(event.kind, event.type, name, host)
-                self._by_labels[labels] = handler
+                handler = self._by_labels[labels] = self._build(event.kind, event.type, name, host)
             if name != OVERFLOW and OVERFLOW not in host:
                 self._cache[key] = handler
             return handler
@@ -478,20 +514,8 @@ class Handlers:
 
         return count
 
-    def _build_shadow(self, kind: str, type_: str, name: str, host: tuple[str, ...]) -> Handler:
-        """A policy in shadow mode: its would-be rejections are counted apart (the call
-        ran, and ends with an outcome of its own); its waits and queueing never
-        happened."""
-        if type_ == "rejected" and kind in _REASONS:
-            return self._count(SHADOW_REJECTIONS, (kind, name, _REASONS[kind]), host)
-        if type_ in ("acquired", "queued"):
-            return _ignore
-        return self._build(kind, type_, name, host)
-
     def _build(self, kind: str, type_: str, name: str, host: tuple[str, ...]) -> Handler:
         series, count = self._series, self._count
-        if kind == "adaptive_concurrency":
-            return self._limits(kind, type_, name, host)
         if kind == "circuit_breaker":
             if type_ in ("success", "failure", "ignored"):
                 return self._finished(
@@ -516,32 +540,42 @@ class Handlers:
             if type_ == "acquired":
                 return self._waited(series(LIMITER_WAIT, (name,), host), "delay")
             if type_ == "rejected":
-                return count(REJECTIONS, (kind, name, "rate_limited"), host)
-        elif kind == "bulkhead":
-            return self._limits(kind, type_, name, host)
+                return self._rejected(kind, name, "rate_limited", host, calls=False)
+        elif kind in ("bulkhead", "adaptive_concurrency"):
+            if type_ == "acquired" and kind == "bulkhead":
+                return self._waited(series(BULKHEAD_WAIT, (name,), host), "duration")
+            if type_ == "released":
+                return self._released(kind, name, host)
+            if type_ == "rejected":
+                reason = "bulkhead_full" if kind == "bulkhead" else "concurrency_limit"
+                return self._rejected(kind, name, reason, host)
+            if type_ == "cancelled":
+                return count(CALLS, (kind, name, "cancelled"), host)
         elif kind == "fallback" and type_ == "fallback":
             return count(FALLBACKS, (name,), host)
-        elif kind == "hedge" and type_ == "hedge":
-            return count(HEDGES, (name,), host)
-        elif kind == "chaos" and type_ in ("fault", "latency", "result"):
-            return count(CHAOS, (name, type_), host)
         elif kind == "adaptive_throttle" and type_ == "rejected":
-            return count(REJECTIONS, (kind, name, "throttled"), host)
+            return self._rejected(kind, name, "throttled", host, calls=False)
+        elif kind == "hedge":
+            if type_ == "hedge":
+                return count(HEDGES, (name,), host)
+            if type_ == "success":
+                return self._won(name, host)
+            if type_ == "give_up":
+                return count(HEDGE_CALLS, (name, "gave_up"), host)
+        elif kind == "chaos" and type_ in ("fault", "latency", "result"):
+            return count(CHAOS_INJECTIONS, (name, type_), host)
         elif kind == "store" and type_ == "unavailable":
             return count(STORE_OUTAGES, (name,), host)
         return _ignore
 
-    def _limits(self, kind: str, type_: str, name: str, host: tuple[str, ...]) -> Handler:
-        """A bulkhead's events (an adaptive concurrency limit's too, under its kind)."""
-        if type_ == "acquired":
-            return self._waited(self._series(BULKHEAD_WAIT, (name,), host), "duration")
-        if type_ == "released":
-            return self._released(kind, name, host)
-        if type_ == "rejected":
-            return self._rejected(kind, name, "bulkhead_full", host)
-        if type_ == "cancelled":
-            return self._count(CALLS, (kind, name, "cancelled"), host)
-        return _ignore
+    def _won(self, name: str, host: tuple[str, ...]) -> Handler:
+        first = self._series(HEDGE_CALLS, (name, "first"), host)
+        later = self._series(HEDGE_CALLS, (name, "hedge"), host)
+
+        def won(event: Event) -> None:
+            (first if event.attempt == 1 else later)(1.0)
+
+        return won
 
     @staticmethod
     def _finished(add: Update, observe: Update) -> Handler:
@@ -553,12 +587,20 @@ class Handlers:
 
         return finished
 
-    def _rejected(self, kind: str, name: str, reason: str, host: tuple[str, ...]) -> Handler:
-        call = self._series(CALLS, (kind, name, "rejected"), host)
+    def _rejected(
+        self, kind: str, name: str, reason: str, host: tuple[str, ...], *, calls: bool = True
+    ) -> Handler:
+        """A refusal; from a policy in shadow mode, one it would have made (the call ran)."""
+        call = self._series(CALLS, (kind, name, "rejected"), host) if calls else None
         reject = self._series(REJECTIONS, (kind, name, reason), host)
+        would = self._series(SHADOW_REJECTIONS, (kind, name, reason), host)
 
         def rejected(event: Event) -> None:
-            call(1.0)
+            if event.shadow:
+                would(1.0)
+                return
+            if call is not None:
+                call(1.0)
             reject(1.0)
 
         return rejected
@@ -607,10 +649,11 @@ _LIVE_KINDS = frozenset(
     {
         "circuit_breaker",
         "bulkhead",
-        "adaptive_concurrency",
         "token_bucket",
         "timeout",
+        "adaptive_concurrency",
         "adaptive_throttle",
+        "hedge",
     }
 )
 
@@ -648,7 +691,7 @@ def _sample_policy(policy: Any) -> Iterator[Sample]:
         yield BREAKER_FAILURE_RATE, (name,), snapshot.failure_rate
         yield BREAKER_SLOW_RATE, (name,), snapshot.slow_call_rate
         yield BREAKER_WINDOW_CALLS, (name,), float(snapshot.calls)
-    elif kind in ("bulkhead", "adaptive_concurrency"):
+    elif kind == "bulkhead":
         yield BULKHEAD_IN_FLIGHT, (name,), float(policy.in_flight)
         yield BULKHEAD_QUEUED, (name,), float(policy.queued)
         yield BULKHEAD_MAX_CONCURRENT, (name,), float(policy.max_concurrent)
@@ -657,10 +700,15 @@ def _sample_policy(policy: Any) -> Iterator[Sample]:
         yield LIMITER_AVAILABLE, (name,), float(policy.available)
     elif kind == "timeout":
         yield TIMEOUT_ABANDONED, (name,), float(policy.abandoned)
+    elif kind == "adaptive_concurrency":
+        yield ADAPTIVE_LIMIT, (name,), float(policy.limit)
+        yield ADAPTIVE_IN_FLIGHT, (name,), float(policy.in_flight)
     elif kind == "adaptive_throttle":
-        requests, accepts = policy.requests, policy.accepts
-        probability = max(0.0, (requests - policy.k * accepts) / (requests + 1))
-        yield THROTTLE_PROBABILITY, (name,), probability
+        yield THROTTLE_PROBABILITY, (name,), policy.probability
+    elif kind == "hedge":
+        yield HEDGE_DELAY, (name,), float(policy.delay)
+    if policy._shadow:
+        yield SHADOW_MODE, (kind, name), 1.0
 
 
 def sample_live(tracked: Callable[[Any], bool]) -> list[Sample]:
@@ -681,15 +729,9 @@ def sample_live(tracked: Callable[[Any], bool]) -> list[Sample]:
         ):
             chosen[(kind, name)] = policy
     samples: list[Sample] = []
-    series: set[tuple[str, tuple[str, ...]]] = set()
     for key in sorted(chosen):
         try:
-            for sample in _sample_policy(chosen[key]):
-                # A bulkhead and an adaptive concurrency limit of the same name share
-                # the bulkhead gauges: the first one keeps them.
-                if (sample[0].name, sample[1]) not in series:
-                    series.add((sample[0].name, sample[1]))
-                    samples.append(sample)
+            samples.extend(_sample_policy(chosen[key]))
         except Exception:
             _log.warning("resilience metrics: cannot read %s %r now", *key, exc_info=True)
     return samples
