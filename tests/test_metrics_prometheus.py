@@ -561,3 +561,9 @@ def test_events_of_other_kinds_are_ignored(endpoint: Endpoint) -> None:
         assert not series(samples, "resilience_calls_total")
     finally:
         exporter.close()
+
+
+def test_store_outages_are_counted(endpoint: Endpoint, metrics: PrometheusMetrics) -> None:
+    metrics(Event("store", "m-prefix", "unavailable", 0.0, exception=OSError("down")))
+    metrics(Event("store", "m-prefix", "recovered", 1.0, duration=1.0))
+    assert value(endpoint.scrape(), "resilience_store_outages_total", name="m-prefix") == 1

@@ -282,6 +282,14 @@ CHAOS_INJECTIONS = MetricSpec(
     "resilience.chaos.injections",
     "{call}",
 )
+STORE_OUTAGES = MetricSpec(
+    "store_outages",
+    "counter",
+    ("name",),
+    "Times a shared store (name: its prefix) stopped reaching Redis and fell back to local state.",
+    "resilience.store.outages",
+    "{outage}",
+)
 
 EVENT_METRICS = (
     CALLS,
@@ -297,6 +305,7 @@ EVENT_METRICS = (
     HEDGES,
     HEDGE_CALLS,
     CHAOS_INJECTIONS,
+    STORE_OUTAGES,
 )
 ADAPTIVE_LIMIT = MetricSpec(
     "adaptive_concurrency_limit",
@@ -393,6 +402,7 @@ _KINDS = frozenset(
         "adaptive_concurrency",
         "adaptive_throttle",
         "chaos",
+        "store",
     }
 )
 
@@ -554,6 +564,8 @@ class Handlers:
                 return count(HEDGE_CALLS, (name, "gave_up"), host)
         elif kind == "chaos" and type_ in ("fault", "latency", "result"):
             return count(CHAOS_INJECTIONS, (name, type_), host)
+        elif kind == "store" and type_ == "unavailable":
+            return count(STORE_OUTAGES, (name,), host)
         return _ignore
 
     def _won(self, name: str, host: tuple[str, ...]) -> Handler:
