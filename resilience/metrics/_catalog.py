@@ -711,27 +711,37 @@ def _sample_policy(policy: Any) -> Iterator[Sample]:
         yield SHADOW_MODE, (kind, name), 1.0
 
 
-def sample_live(tracked: Callable[[Any], bool]) -> list[Sample]:
-    """The live metrics of the named policies ``tracked`` accepts, in name order.
+def _host_of(policy: Any) -> str:
+    """The host a per-host copy of the HTTP integrations serves (its store key is
+    ``"{key}@{scheme://host:port}"``), or "" for any other policy."""
+    key = getattr(policy, "key", None)
+    return key.partition("@")[2] if isinstance(key, str) else ""
 
-    Policies sharing a kind and a name (sharing a store's state) are reported once. A
-    policy whose state cannot be read now (a shared store that is down) is left out of
-    this collection rather than failing it.
+
+def sample_live(tracked: Callable[[Any], bool], host: bool = False) -> list[Sample]:
+    """The live metrics of the named policies ``tracked`` accepts, in name order, with
+    a ``host`` label last when ``host`` is true.
+
+    Policies sharing a kind and a name (sharing a store's state) are reported once;
+    with ``host``, once per host (the HTTP integrations' per-host copies share their
+    template's name). A policy whose state cannot be read now (a shared store that is
+    down) is left out of this collection rather than failing it.
     """
-    chosen: dict[tuple[str, str], Any] = {}
+    chosen: dict[tuple[str, str, str], Any] = {}
     for policy in _live_policies():
         kind, name = policy.kind, policy.name
-        if (
-            kind in _LIVE_KINDS
-            and name is not None
-            and (kind, name) not in chosen
-            and tracked(policy)
-        ):
-            chosen[(kind, name)] = policy
+        if kind not in _LIVE_KINDS or name is None:
+            continue
+        key = (kind, name, _host_of(policy) if host else "")
+        if key not in chosen and tracked(policy):
+            chosen[key] = policy
     samples: list[Sample] = []
     for key in sorted(chosen):
+        extra = (key[2],) if host else ()
         try:
-            samples.extend(_sample_policy(chosen[key]))
+            samples.extend(
+                (spec, labels + extra, value) for spec, labels, value in _sample_policy(chosen[key])
+            )
         except Exception:
-            _log.warning("resilience metrics: cannot read %s %r now", *key, exc_info=True)
+            _log.warning("resilience metrics: cannot read %s %r now", *key[:2], exc_info=True)
     return samples
