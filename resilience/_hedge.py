@@ -1,9 +1,10 @@
 """Hedge: the policy, its arguments, and its drivers (tasks for async, threads for sync).
 
 Decisions (launch another attempt, who won, when the call has lost) belong to
-``_hedge_core.Race``. The async driver runs attempts as tasks of an anyio task group
-(asyncio and trio) and waits for the first outcome, or the hedging delay, on the event
-loop's clock; the winner's arrival cancels the other tasks. The sync driver runs every
+``_hedge_core.Race``. The async driver runs the first attempt in the caller's task,
+inside an anyio task group (asyncio and trio) where a "hedger" task starts the other
+attempts as the hedging delay passes, on the event loop's clock; whoever settles the
+race cancels the attempts still running. The sync driver runs every
 attempt on a pooled worker thread (the Timeout's pool) and waits on a queue with a
 timeout; losing attempts cannot be stopped and finish in the background, their
 outcomes dropped.
@@ -14,17 +15,16 @@ delay (``LatencyQuantile``).
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
-from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import anyio
-
 from ._call import CURRENT_CALL
 from ._clock import Clock
+from ._deadline import current_backend
 from ._events import GLOBAL_LISTENERS
 from ._hedge_core import FATAL, NEXT, WAIT, WON, Latencies, Outcome, Race
 from ._notes import add_note
@@ -109,35 +109,6 @@ class LatencyQuantile:
             f"LatencyQuantile({self.quantile!r}, samples={self.samples!r}, "
             f"min_samples={self.min_samples!r}, initial={self.initial!r})"
         )
-
-
-class _Outcomes:
-    """Where async attempts leave their outcomes, and the caller waits for them (one
-    event loop, so no lock: an attempt appends then sets the event, the caller looks
-    before it waits)."""
-
-    __slots__ = ("_event", "_items")
-
-    def __init__(self) -> None:
-        self._items: deque[Outcome] = deque()
-        self._event: anyio.Event | None = None
-
-    def put(self, outcome: Outcome) -> None:
-        self._items.append(outcome)
-        event = self._event
-        if event is not None:
-            event.set()
-
-    def take(self) -> Outcome | None:
-        items = self._items
-        return items.popleft() if items else None
-
-    async def wait(self) -> Outcome:
-        items = self._items
-        while not items:
-            self._event = event = anyio.Event()
-            await event.wait()
-        return items.popleft()
 
 
 class Hedge(Policy):
@@ -315,55 +286,79 @@ class Hedge(Policy):
         return run
 
     def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
+        # The first attempt runs in the caller's own task, inside a task group; a
+        # "hedger" task launches the others as the delay passes. Whoever settles the race
+        # (a winner, a fatal error, the last failure) cancels the group: the attempts
+        # still running, the hedger, and the caller's own attempt if it lost. When the
+        # first attempt answers before the delay, the group cost one task that never ran.
         now = self._clock.monotonic
         race_for, hedged, settle = self._race, self._hedged, self._settle
+        backend_of = current_backend
 
         async def run(*args: Any, **kwargs: Any) -> Any:
             call = CURRENT_CALL.get()
             if call is not None and not call.may_duplicate():
                 return await inner(*args, **kwargs)  # e.g. a POST: sent once, never hedged
+            backend = backend_of()
+            cancelled = backend.cancelled_exception_class()
             race = race_for()
-            outcomes = _Outcomes()
-            cancelled = anyio.get_cancelled_exc_class()
-
-            async def attempt(number: int) -> None:
-                start = now()
-                try:
-                    result = await inner(*args, **kwargs)
-                except cancelled:
-                    raise  # the race is over (or the caller was cancelled)
-                except BaseException as exc:
-                    outcomes.put(Outcome(number, exc, None, now() - start))
-                else:
-                    outcomes.put(Outcome(number, None, result, now() - start))
-
             delay = self.delay
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(attempt, race.launch())
-                while True:
-                    outcome = outcomes.take()
-                    if outcome is None:
-                        if race.can_launch:
-                            if delay > 0:
-                                with anyio.move_on_after(delay):
-                                    outcome = await outcomes.wait()
-                            outcome = outcome or outcomes.take()
-                            if outcome is None:  # the delay passed: hedge
-                                number = race.launch()
-                                hedged(number, delay, None)
-                                tg.start_soon(attempt, number)
-                                continue
-                        else:
-                            outcome = await outcomes.wait()
+            decided: list[tuple[Outcome, str]] = []
+            last_launch = [backend.current_time()]
+            # Tasks asleep (the hedger, this one once its own attempt ended) that settling
+            # the race must wake by cancelling the group.
+            asleep = [0]
+
+            async with backend.create_task_group() as tg:
+                scope = tg.cancel_scope
+
+                def conclude(outcome: Outcome) -> None:
                     verdict = race.judge(outcome)
                     if verdict is NEXT:
                         number = race.launch()
+                        last_launch[0] = backend.current_time()
                         hedged(number, 0.0, outcome)
                         tg.start_soon(attempt, number)
                     elif verdict is not WAIT:
-                        tg.cancel_scope.cancel()  # stop the attempts still running
-                        decided = outcome
-                        break
-            return settle(race, decided, verdict)
+                        decided.append((outcome, verdict))
+                        if race.running or asleep[0]:
+                            scope.cancel()
+                        # else only a hedger that has not run yet is left: it will see
+                        # the race is over and end, which costs less than cancelling it.
+
+                async def attempt(number: int) -> None:
+                    start = now()
+                    try:
+                        result = await inner(*args, **kwargs)
+                    except cancelled:
+                        raise  # the race is over (or the caller was cancelled)
+                    except BaseException as exc:
+                        if not decided:
+                            conclude(Outcome(number, exc, None, now() - start))
+                        return
+                    if not decided:
+                        conclude(Outcome(number, None, result, now() - start))
+
+                async def hedger() -> None:
+                    while race.can_launch and not decided:
+                        wait = last_launch[0] + delay - backend.current_time()
+                        if wait > 0:
+                            asleep[0] += 1
+                            await backend.sleep(wait)
+                            asleep[0] -= 1
+                            continue  # look again: an attempt may have started meanwhile
+                        number = race.launch()
+                        last_launch[0] = backend.current_time()
+                        hedged(number, delay, None)
+                        tg.start_soon(attempt, number)
+
+                race.launch()
+                tg.start_soon(hedger)
+                await attempt(1)
+                if not decided:
+                    asleep[0] += 1
+                    await backend.sleep(math.inf)  # until whoever settles the race cancels us
+            outcome, verdict = decided[0]
+            return settle(race, outcome, verdict)
 
         return run
