@@ -26,6 +26,7 @@ import itertools
 import math
 import threading
 import time
+from collections.abc import Callable
 
 from ..._budget_core import BudgetCore, BudgetSettings
 from ..._clock import Clock
@@ -53,8 +54,10 @@ class RedisBudget:
         key: str,
         settings: BudgetSettings,
         clock: Clock,
+        wake: Callable[[], None],
     ) -> None:
         self.key = key
+        self._wake = wake  # the store's worker: report soon
         self._link = link
         self._options = options
         self._keys = budget_keys(options.prefix, key)
@@ -94,10 +97,16 @@ class RedisBudget:
             if share is None:  # lost to a race with a change of the link
                 return False
             calls = self._seen() - self._calls_reported
-            if self._retries + 1 > share + self.settings.ratio * calls:
-                return False
-            self._retries += 1
-            return True
+            if self._retries + 1 <= share + self.settings.ratio * calls:
+                self._retries += 1
+                return True
+            # Refused: if the share is from an idle time (reports every poll interval),
+            # report now, so that a busy process gets its fair share back soon.
+            stale = self._report_at - time.monotonic() > self._options.flush_interval
+        if stale:
+            self._report_at = 0.0
+            self._wake()
+        return False
 
     def _seen(self) -> int:
         """Calls counted so far (under the lock: each read is a ``next()`` too)."""

@@ -241,6 +241,10 @@ class LeasedBucket(RedisBucket):
             # Enough for one flush interval of this process's calls.
             self._k = min(self._most, max(1.0, math.ceil(self._spent / elapsed * interval)))
             self._since, self._spent = now, 0.0
+        elif self._spent > 2 * self._k:
+            # Spending leases faster than one per interval: grow now, not at the end of
+            # the interval (a busy process would otherwise ask per call until then).
+            self._k = min(self._most, 2 * self._k)
         extra = max(0.0, math.floor(self._k - cost - self._tokens - self._asked))
         self._asked += extra
         return extra

@@ -381,7 +381,7 @@ class _SharedStore:
         backend, made = self._budgets.get(
             key,
             settings,
-            lambda: RedisBudget(self._link, options, key, settings, clock),
+            lambda: RedisBudget(self._link, options, key, settings, clock, self._worker.wake),
             self._variant("flush_interval", "poll_interval"),
         )
         if made:
