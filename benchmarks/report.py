@@ -90,6 +90,36 @@ GROUPS = [
         "http-aiohttp-async", "HTTP requests, aiohttp (ns per request)", "peer", "÷ fastest peer"
     ),
     Group("metrics-async", "Listeners and metrics, async", "ours", "÷ breaker, nobody listening"),
+    Group(
+        "shadow-sync",
+        "Shadow mode (free capacity), sync",
+        "alternative",
+        "÷ fastest enforcing policy",
+    ),
+    Group(
+        "shadow-async",
+        "Shadow mode (free capacity), async",
+        "alternative",
+        "÷ fastest enforcing policy",
+    ),
+    Group("hedge-sync", "Hedge, first attempt answers, sync (worker threads)", "peer", "÷ peer"),
+    Group("hedge-async", "Hedge, first attempt answers, async", "peer", "÷ peer"),
+    Group("adaptive-sync", "Adaptive concurrency under its limit, sync", "peer", "÷ fastest peer"),
+    Group(
+        "adaptive-async", "Adaptive concurrency under its limit, async", "peer", "÷ fastest peer"
+    ),
+    Group(
+        "local-sync",
+        "Adaptive throttle (healthy dependency) and chaos (not striking), sync",
+        "alternative",
+        "÷ token bucket",
+    ),
+    Group(
+        "local-async",
+        "Adaptive throttle (healthy dependency) and chaos (not striking), async",
+        "alternative",
+        "÷ token bucket",
+    ),
 ]
 
 #: Rows that cannot be measured, with the reason shown in the table.
@@ -134,6 +164,54 @@ class Target:
 
 
 TARGETS = [
+    Target(
+        'Shadow mode costs an admitted call nothing: `CircuitBreaker(mode="metrics_only")`, '
+        "sync, time per call at most 1.1 x the enforcing breaker's",
+        "shadow-sync",
+        "shadow-sync",
+        "time-ratio",
+        1.1,
+        reference_case="breaker-enforce",
+    ),
+    Target(
+        "Shadow mode, async: time per call at most 1.1 x the enforcing breaker's",
+        "shadow-async",
+        "shadow-async",
+        "time-ratio",
+        1.1,
+        reference_case="breaker-enforce",
+    ),
+    Target(
+        "Hedge, async, first attempt answers: time per call at most 1.5 x the bare task "
+        "group round trip",
+        "hedge-async",
+        "hedge-async",
+        "time-ratio",
+        1.5,
+        reference_case="task-group",
+    ),
+    Target(
+        "Hedge, sync: time per call at most 1.5 x a ThreadPoolExecutor round trip",
+        "hedge-sync",
+        "hedge-sync",
+        "time-ratio",
+        1.5,
+        reference_case="executor",
+    ),
+    Target(
+        "Adaptive concurrency under its limit, async: time per call",
+        "adaptive-async",
+        "adaptive-async",
+        "time-ns",
+        2000,
+    ),
+    Target(
+        "Adaptive throttle, healthy dependency, sync: overhead over the bare call",
+        "local-sync",
+        "local-sync",
+        "overhead-ns",
+        1500,
+    ),
     Target("Closed breaker overhead, sync", "breaker-sync", "breaker-sync", "overhead", 0.4),
     Target("Closed breaker overhead, async", "breaker-async", "breaker-async", "overhead", 0.4),
     Target("Retry success-path overhead, sync", "retry-sync", "retry-sync", "overhead", 0.15),

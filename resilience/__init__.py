@@ -11,6 +11,7 @@ from ._budget import RetryBudget
 from ._bulkhead import Bulkhead
 from ._chaos import Chaos
 from ._clock import Clock, SystemClock
+from ._describe import DescribedPolicy, PipelineDescription
 from ._events import Event, listen
 from ._fallback import Fallback
 from ._hedge import Hedge, LatencyQuantile
@@ -50,6 +51,7 @@ __all__ = [
     "Constant",
     "CountWindow",
     "DecorrelatedJitter",
+    "DescribedPolicy",
     "Event",
     "Exponential",
     "Fallback",
@@ -59,6 +61,7 @@ __all__ = [
     "LatencyQuantile",
     "Linear",
     "Pipeline",
+    "PipelineDescription",
     "Policy",
     "RateLimited",
     "Registry",

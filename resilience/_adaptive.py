@@ -23,6 +23,7 @@ from ._events import GLOBAL_LISTENERS
 from ._policy import AsyncRunner, Runner
 from ._random import make_random
 from ._validation import (
+    MISSING,
     check_duration,
     check_exception_filter,
     check_number,
@@ -69,6 +70,14 @@ class AIMD:
 
     def _start(self) -> LimitState:
         return AIMDState(self.backoff_ratio, self.slow_call_duration)
+
+    def _described(self) -> dict[str, Any]:
+        """As ``describe()`` and config files write it."""
+        return {
+            "kind": "aimd",
+            "backoff_ratio": self.backoff_ratio,
+            "slow_call_duration": self.slow_call_duration,
+        }
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, AIMD):
@@ -141,6 +150,18 @@ class Gradient:
             make_random(self.seed).random,
         )
 
+    def _described(self) -> dict[str, Any]:
+        """As ``describe()`` and config files write it."""
+        return {
+            "kind": "gradient",
+            "tolerance": self.tolerance,
+            "smoothing": self.smoothing,
+            "backoff_ratio": self.backoff_ratio,
+            "probe_interval": self.probe_interval,
+            "queue_size": self.queue_size,
+            "seed": self.seed,
+        }
+
     def _key(self) -> tuple[Any, ...]:
         return (
             self.tolerance,
@@ -167,16 +188,42 @@ class Gradient:
         )
 
 
+def _start(algorithm: object) -> LimitState:
+    if not isinstance(algorithm, (AIMD, Gradient)):
+        raise TypeError(f"algorithm must be AIMD(...) or Gradient(...), got {algorithm!r}")
+    return algorithm._start()
+
+
+#: The limit to start from when none is given (moved into [min_limit, max_limit]).
+INITIAL_LIMIT = 20
+
+
+def _limits(min_limit: object, max_limit: object, initial_limit: object) -> tuple[int, int, int]:
+    minimum = check_positive_int("min_limit", min_limit)
+    maximum = check_positive_int("max_limit", max_limit)
+    if maximum < minimum:
+        raise ValueError(f"max_limit must be at least min_limit ({minimum}), got {max_limit!r}")
+    if initial_limit is None:
+        return minimum, maximum, min(maximum, max(minimum, INITIAL_LIMIT))
+    initial = check_positive_int("initial_limit", initial_limit)
+    if not minimum <= initial <= maximum:
+        raise ValueError(
+            f"initial_limit must be within [min_limit, max_limit] = [{minimum}, {maximum}], "
+            f"got {initial_limit!r}"
+        )
+    return minimum, maximum, initial
+
+
 class AdaptiveConcurrency(Bulkhead):
     """A bulkhead whose limit adapts to the dependency's latency.
 
-    It starts at ``initial_limit`` concurrent calls and moves between ``min_limit`` and
-    ``max_limit`` as ``algorithm`` (:class:`Gradient` by default, or :class:`AIMD`)
-    reads the latencies of the calls it admits. A call that raises one of
-    ``dropped_on`` (a timeout, by default) or returns a result ``dropped_if`` matches is
-    *dropped*: a sign of overload. Otherwise it behaves as a :class:`Bulkhead` whose
-    ``max_concurrent`` is the current limit: ``max_queue`` calls may wait, for at most
-    ``max_wait`` seconds, and the rest get ``BulkheadFull``.
+    It starts at ``initial_limit`` concurrent calls (None: 20, or the nearest bound) and
+    moves between ``min_limit`` and ``max_limit`` as ``algorithm`` (:class:`Gradient`
+    by default, or :class:`AIMD`) reads the latencies of the calls it admits. A call
+    that raises one of ``dropped_on`` (a timeout, by default) or returns a result
+    ``dropped_if`` matches is *dropped*: a sign of overload. Otherwise it behaves as a
+    :class:`Bulkhead` whose ``max_concurrent`` is the current limit: ``max_queue`` calls
+    may wait, for at most ``max_wait`` seconds, and the rest get ``BulkheadFull``.
 
     See the docs page "Adaptive concurrency".
     """
@@ -187,7 +234,7 @@ class AdaptiveConcurrency(Bulkhead):
         self,
         algorithm: AIMD | Gradient | None = None,
         *,
-        initial_limit: int = 20,
+        initial_limit: int | None = None,
         min_limit: int = 1,
         max_limit: int = 200,
         max_queue: int = 0,
@@ -202,28 +249,49 @@ class AdaptiveConcurrency(Bulkhead):
     ) -> None:
         if algorithm is None:
             algorithm = Gradient()
-        elif not isinstance(algorithm, (AIMD, Gradient)):
-            raise TypeError(f"algorithm must be AIMD(...) or Gradient(...), got {algorithm!r}")
-        minimum = check_positive_int("min_limit", min_limit)
-        maximum = check_positive_int("max_limit", max_limit)
-        initial = check_positive_int("initial_limit", initial_limit)
-        if maximum < minimum:
-            raise ValueError(f"max_limit must be at least min_limit ({minimum}), got {max_limit!r}")
-        if not minimum <= initial <= maximum:
-            raise ValueError(
-                f"initial_limit must be within [min_limit, max_limit] = [{minimum}, {maximum}], "
-                f"got {initial_limit!r}"
-            )
+        minimum, maximum, initial = _limits(min_limit, max_limit, initial_limit)
+        self._limits = LimitCore(_start(algorithm), initial, minimum, maximum)
         self._algorithm = algorithm
         self._min_limit, self._max_limit = minimum, maximum
         self._dropped_on = check_exception_filter("dropped_on", dropped_on)
         self._dropped_if = check_predicate("dropped_if", dropped_if)
-        self._limits = LimitCore(algorithm._start(), initial, minimum, maximum)
         # Start times of ``with`` blocks, per thread or task (calls time themselves).
         self._starts: contextvars.ContextVar[tuple[float, ...]] = contextvars.ContextVar(
             f"resilience-adaptive-{id(self)}", default=()
         )
         super().__init__(initial, max_queue, max_wait, mode=mode, name=name, clock=clock)
+
+    def _configure(  # type: ignore[override]
+        self,
+        algorithm: AIMD | Gradient | None = None,
+        *,
+        initial_limit: int | None = None,
+        min_limit: int = 1,
+        max_limit: int = 200,
+        max_queue: int = 0,
+        max_wait: float | timedelta | None = None,
+        dropped_on: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | Callable[[BaseException], bool] = (TimeoutError,),
+        dropped_if: Any = MISSING,
+    ) -> None:
+        """New settings, in place (``Registry.reload``): the limit in force is kept (moved
+        into the new ``[min_limit, max_limit]`` if outside); a different algorithm starts
+        from it with no history. ``initial_limit`` only matters at construction;
+        ``dropped_if`` not given is kept."""
+        if algorithm is None:
+            algorithm = Gradient()
+        minimum, maximum, _ = _limits(min_limit, max_limit, None)
+        checked_dropped_on = check_exception_filter("dropped_on", dropped_on)
+        checked_dropped_if = (
+            self._dropped_if if dropped_if is MISSING else check_predicate("dropped_if", dropped_if)
+        )
+        state = _start(algorithm) if algorithm != self._algorithm else None
+        limit = min(maximum, max(minimum, self._max_concurrent))
+        self._limits.configure(state, minimum, maximum, limit)
+        self._algorithm, self._min_limit, self._max_limit = algorithm, minimum, maximum
+        self._dropped_on, self._dropped_if = checked_dropped_on, checked_dropped_if
+        Bulkhead._configure(self, limit, max_queue, max_wait)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -244,6 +312,11 @@ class AdaptiveConcurrency(Bulkhead):
     @property
     def max_limit(self) -> int:
         return self._max_limit
+
+    def _description(self) -> dict[str, Any]:
+        settings = super()._description()
+        settings["limit"] = self._max_concurrent
+        return settings
 
     def __repr__(self) -> str:
         return (

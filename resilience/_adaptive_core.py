@@ -171,6 +171,15 @@ class LimitCore:
         self._peak = 0
         self._dropped = False
 
+    def configure(self, state: LimitState | None, minimum: int, maximum: int, limit: int) -> None:
+        """New bounds (and a new algorithm's state, when not None), from ``limit``."""
+        with self._lock:
+            if state is not None:
+                self._state = state
+                self._reset()
+            self._min, self._max = minimum, maximum
+            self.limit = float(limit)
+
     def sample(self, start: float, end: float, inflight: int, dropped: bool) -> int | None:
         """Count the outcome of a call that ran from ``start`` to ``end``; the new
         (whole) limit when a window ends and the limit's whole part changed, else None."""

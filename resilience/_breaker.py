@@ -181,6 +181,10 @@ class CircuitBreaker(Policy):
         mode: the state it would be in)."""
         return self._backend.state
 
+    def _live_settings(self) -> dict[str, Any]:
+        settings = self.settings
+        return {field.name: getattr(settings, field.name) for field in fields(settings)}
+
     @property
     def mode(self) -> str:
         """``enforce``, or ``metrics_only`` (shadow mode: never rejects a call)."""

@@ -50,6 +50,10 @@ class RetryBudget:
             self._events.add(True, False)
             return True
 
+    def _described(self) -> dict[str, float]:
+        """As ``describe()`` and config files write it."""
+        return {"ratio": self.ratio, "min_per_second": self.min_per_second, "window": self.window}
+
     def __repr__(self) -> str:
         return (
             f"RetryBudget(ratio={self.ratio!r}, min_per_second={self.min_per_second!r}, "

@@ -198,6 +198,13 @@ class Bulkhead(Policy):
         self._max_concurrent, self._max_queue = concurrent, queue
         self._core.resize(concurrent, queue)
 
+    def _live_settings(self) -> dict[str, Any]:
+        return {
+            "max_concurrent": self._max_concurrent,
+            "max_queue": self._max_queue,
+            "max_wait": self._max_wait,
+        }
+
     @property
     def mode(self) -> str:
         """``enforce``, or ``metrics_only`` (shadow mode: never queues nor rejects a call)."""

@@ -19,17 +19,12 @@ from ._clock import Clock
 from ._events import GLOBAL_LISTENERS
 from ._policy import AsyncRunner, Policy, Runner
 from ._random import make_random
-from ._validation import check_duration, check_number
+from ._validation import MISSING, check_duration, check_number
 
 __all__ = ["Chaos"]
 
 
-class _Missing:
-    def __repr__(self) -> str:
-        return "<no value>"
-
-
-_MISSING: Any = _Missing()
+_MISSING: Any = MISSING
 
 #: The message of an exception that ``Chaos`` instantiates from a class.
 INJECTED = "injected by a chaos policy"
@@ -115,7 +110,25 @@ class Chaos(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name, clock)
-        self._rate = _check_rate(rate)
+        self._seed: object = MISSING
+        self._configure(
+            rate, fault=fault, latency=latency, result=result, enabled=enabled, seed=seed
+        )
+        self._compose()
+
+    def _configure(
+        self,
+        rate: float,
+        *,
+        fault: BaseException | type[BaseException] | Callable[[], BaseException] | None = None,
+        latency: float | timedelta | None = None,
+        result: Any = _MISSING,
+        enabled: bool | Callable[[], object] = True,
+        seed: int | None = None,
+    ) -> None:
+        """Set the settings (the constructor's, and ``Registry.reload``'s in place). The
+        random sequence goes on unless ``seed`` changes."""
+        checked_rate = _check_rate(rate)
         given = [
             what
             for what, value in (("fault", fault), ("latency", latency), ("result", result))
@@ -126,17 +139,17 @@ class Chaos(Policy):
                 "Chaos needs exactly one of fault, latency and result, got "
                 + (" and ".join(given) if given else "none")
             )
-        self._what = given[0]
-        self._fault = fault
-        self._make_fault = _fault_maker(fault) if fault is not None else None
-        self._latency = (
+        make_fault = _fault_maker(fault) if fault is not None else None
+        checked_latency = (
             None if latency is None else check_duration("latency", latency, positive=True)
         )
-        self._result = result
-        self._enabled = _check_enabled(enabled)
+        checked_enabled = _check_enabled(enabled)
+        if seed != self._seed:
+            self._random = make_random(seed).random
+        self._rate, self._what, self._fault = checked_rate, given[0], fault
+        self._make_fault = make_fault
+        self._latency, self._result, self._enabled = checked_latency, result, checked_enabled
         self._seed = seed
-        self._random = make_random(seed).random
-        self._compose()
 
     # -- the three kinds of chaos ------------------------------------------------------
 
@@ -184,6 +197,13 @@ class Chaos(Policy):
     def enabled(self, value: bool | Callable[[], object]) -> None:
         self._enabled = _check_enabled(value)
 
+    def _description(self) -> dict[str, Any]:
+        settings = super()._description()
+        for what in ("fault", "latency", "result"):  # only the one it injects
+            if what != self._what:
+                settings.pop(what, None)
+        return settings
+
     def __repr__(self) -> str:
         value = {"fault": self._fault, "latency": self._latency, "result": self._result}
         return (
@@ -200,40 +220,40 @@ class Chaos(Policy):
             return False
         return self._random() < self._rate
 
-    def _injected(self) -> BaseException | None:
-        """Report an injection; the exception to raise for a fault."""
-        exc = self._make_fault() if self._make_fault is not None else None
+    def _injected(self) -> tuple[Any, float | None]:
+        """Inject: raise the fault, or return ``(result, None)`` for a result, or
+        ``(None, seconds)`` for latency (the runner waits, then calls)."""
+        what = self._what
+        exc = self._make_fault() if what == "fault" and self._make_fault is not None else None
         if GLOBAL_LISTENERS or self._listeners:
-            self._emit_event(self._what, delay=self._latency, exception=exc)
-        return exc
+            self._emit_event(what, delay=self._latency, exception=exc)
+        if exc is not None:
+            raise exc
+        if what == "result":
+            return self._result, None
+        return None, self._latency
 
     def _sync_runner(self, inner: Runner) -> Runner:
-        strikes, injected = self._strikes, self._injected
-        what, sleep, latency = self._what, self._clock.sleep, self._latency or 0.0
+        strikes, injected, sleep = self._strikes, self._injected, self._clock.sleep
 
         def run(*args: Any, **kwargs: Any) -> Any:
             if strikes():
-                exc = injected()
-                if exc is not None:
-                    raise exc
-                if what == "result":
-                    return self._result
+                result, latency = injected()
+                if latency is None:
+                    return result
                 sleep(latency)
             return inner(*args, **kwargs)
 
         return run
 
     def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
-        strikes, injected = self._strikes, self._injected
-        what, asleep, latency = self._what, self._clock.asleep, self._latency or 0.0
+        strikes, injected, asleep = self._strikes, self._injected, self._clock.asleep
 
         async def run(*args: Any, **kwargs: Any) -> Any:
             if strikes():
-                exc = injected()
-                if exc is not None:
-                    raise exc
-                if what == "result":
-                    return self._result
+                result, latency = injected()
+                if latency is None:
+                    return result
                 await asleep(latency)
             return await inner(*args, **kwargs)
 

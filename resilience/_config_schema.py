@@ -14,10 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._adaptive import AIMD, AdaptiveConcurrency, Gradient
 from ._backoff import Backoff, Constant, DecorrelatedJitter, Exponential, Linear
 from ._breaker import CircuitBreaker
 from ._budget import RetryBudget
 from ._bulkhead import Bulkhead
+from ._chaos import Chaos
 from ._clock import Clock
 from ._config_values import (
     check_keys,
@@ -35,9 +37,11 @@ from ._config_values import (
     read_table,
 )
 from ._fallback import Fallback
+from ._hedge import Hedge, LatencyQuantile
 from ._policy import Policy
 from ._ratelimit import TokenBucket
 from ._retry import Retry
+from ._throttle import AdaptiveThrottle
 from ._timeout import Timeout
 from ._windows import CountWindow
 from .errors import ConfigError
@@ -45,15 +49,34 @@ from .errors import ConfigError
 __all__ = ["KINDS", "PolicySpec", "apply", "build", "read_policy", "show"]
 
 #: Policy kinds, in the recommended order (outermost first).
-KINDS = ("fallback", "retry", "circuit_breaker", "token_bucket", "bulkhead", "timeout")
+KINDS = (
+    "fallback",
+    "retry",
+    "hedge",
+    "circuit_breaker",
+    "adaptive_throttle",
+    "token_bucket",
+    "bulkhead",
+    "adaptive_concurrency",
+    "timeout",
+    "chaos",
+)
 _CLASSES: dict[str, type[Policy]] = {
     "fallback": Fallback,
     "retry": Retry,
+    "hedge": Hedge,
     "circuit_breaker": CircuitBreaker,
+    "adaptive_throttle": AdaptiveThrottle,
     "token_bucket": TokenBucket,
     "bulkhead": Bulkhead,
+    "adaptive_concurrency": AdaptiveConcurrency,
     "timeout": Timeout,
+    "chaos": Chaos,
 }
+#: Settings that cannot change on a reload: the policy is composed around them.
+FIXED = ("mode",)
+#: Keys of exception class names, turned into classes for the constructor.
+_EXCEPTION_KEYS = ("failure_on", "ignore", "retry_on", "on", "hedge_on", "dropped_on")
 #: Keys that are not constructor arguments: whether to use the registry's store.
 _SHAREABLE = frozenset({"circuit_breaker", "token_bucket"})
 
@@ -217,6 +240,99 @@ def _read_rate_value(path: str, value: Any) -> tuple[float, float | None]:
     return read_rate(path, value)
 
 
+def _read_mode(path: str, value: Any) -> str:
+    if value not in ("enforce", "metrics_only") or not isinstance(value, str):
+        raise ConfigError(path, value, '"enforce", or "metrics_only" (shadow mode)')
+    return value
+
+
+def _read_small_table(
+    path: str,
+    value: Any,
+    kinds: Mapping[str, tuple[type[Any], Mapping[str, Callable[[str, Any], Any]]]],
+    what: str,
+) -> dict[str, Any]:
+    """``{kind = "...", key = value...}`` for one of ``kinds``: its settings, with the
+    class's defaults filled in (an algorithm, a learned delay)."""
+    table = read_table(path, value)
+    kind = table.get("kind")
+    if not isinstance(kind, str) or kind not in kinds:
+        raise ConfigError(f"{path}.kind", kind, f"{what}: one of {', '.join(kinds)}")
+    cls, keys = kinds[kind]
+    check_keys(path, table, ["kind", *keys], f"a setting of {kind}")
+    settings: dict[str, Any] = {"kind": kind, **_defaults_of(cls, keys)}
+    for key, read in keys.items():
+        if key in table:
+            settings[key] = read(f"{path}.{key}", table[key])
+    try:
+        cls(**{k: v for k, v in settings.items() if k != "kind"})
+    except (ValueError, TypeError) as exc:
+        key = str(exc).split(" ", 1)[0]
+        raise ConfigError(
+            f"{path}.{key}" if key in keys else path, table.get(key), f"a value that fits ({exc})"
+        ) from None
+    return settings
+
+
+def _read_algorithm(path: str, value: Any) -> dict[str, Any]:
+    return _read_small_table(path, value, _ALGORITHMS, "an algorithm")
+
+
+def _read_hedge_delay(path: str, value: Any) -> float | dict[str, Any]:
+    """A duration, or ``{kind = "latency_quantile", quantile = 0.95, ...}``."""
+    if isinstance(value, Mapping):
+        return _read_small_table(path, value, _LEARNED_DELAYS, "a learned delay")
+    return read_duration(path, value)
+
+
+def _read_fault(path: str, value: Any) -> str:
+    return read_exceptions(path, value if isinstance(value, str) else [value])[0]
+
+
+def _read_k(path: str, value: Any) -> float:
+    k = read_number(path, value, "a number of at least 1")
+    if k < 1:
+        raise ConfigError(path, value, "a number of at least 1")
+    return k
+
+
+def _read_seed(path: str, value: Any) -> int:
+    return read_int(path, value, minimum=0)
+
+
+_ALGORITHMS: dict[str, tuple[type[Any], dict[str, Callable[[str, Any], Any]]]] = {
+    "gradient": (
+        Gradient,
+        {
+            "tolerance": _read_k,
+            "smoothing": read_fraction,
+            "backoff_ratio": read_fraction,
+            "probe_interval": read_optional(read_int),
+            "queue_size": read_optional(read_number),
+            "seed": read_optional(_read_seed),
+        },
+    ),
+    "aimd": (
+        AIMD,
+        {
+            "backoff_ratio": read_fraction,
+            "slow_call_duration": read_optional(_read_positive_duration),
+        },
+    ),
+}
+_LEARNED_DELAYS: dict[str, tuple[type[Any], dict[str, Callable[[str, Any], Any]]]] = {
+    "latency_quantile": (
+        LatencyQuantile,
+        {
+            "quantile": read_fraction,
+            "samples": read_int,
+            "min_samples": read_int,
+            "initial": read_duration,
+        },
+    ),
+}
+
+
 #: Every kind's keys and their readers (``name`` and ``shared`` are added below).
 _KEYS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
     "circuit_breaker": {
@@ -252,7 +368,48 @@ _KEYS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
         "max_wait": read_optional(read_duration),
     },
     "fallback": {"value": _read_any, "on": read_exceptions},
+    "hedge": {
+        "delay": _read_hedge_delay,
+        "max_hedges": read_int,
+        "hedge_on": read_exceptions,
+    },
+    "adaptive_concurrency": {
+        "algorithm": _read_algorithm,
+        "initial_limit": read_int,
+        "min_limit": read_int,
+        "max_limit": read_int,
+        "max_queue": lambda path, value: read_int(path, value, minimum=0),
+        "max_wait": read_optional(read_duration),
+        "dropped_on": read_exceptions,
+        "mode": _read_mode,
+    },
+    "adaptive_throttle": {
+        "k": _read_k,
+        "window": _read_positive_duration,
+        "failure_on": read_exceptions,
+        "ignore": read_exceptions,
+        "mode": _read_mode,
+        "seed": read_optional(_read_seed),
+    },
+    "chaos": {
+        "rate": lambda path, value: _read_share(path, value),
+        "fault": _read_fault,
+        "latency": _read_positive_duration,
+        "result": _read_any,
+        "enabled": read_bool,
+        "seed": read_optional(_read_seed),
+    },
 }
+for _kind in ("circuit_breaker", "token_bucket", "bulkhead"):
+    _KEYS[_kind]["mode"] = _read_mode
+
+
+def _read_share(path: str, value: Any) -> float:
+    share = read_number(path, value, "a number in [0, 1]")
+    if not 0 <= share <= 1:
+        raise ConfigError(path, value, "a number in [0, 1]")
+    return share
+
 
 #: Constructor arguments that only code can give (callables), and why config cannot.
 _CODE_ONLY = {
@@ -260,6 +417,8 @@ _CODE_ONLY = {
     "retry_if_result": "a callable: set it in code",
     "handler": "a callable: set it in code",
     "if_result": "a callable: set it in code",
+    "hedge_if_result": "a callable: set it in code",
+    "dropped_if": "a callable: set it in code",
     "store": 'the registry\'s [store] section, with "shared = true"',
     "clock": "set in code (Registry.from_dict(..., clock=...))",
 }
@@ -272,7 +431,7 @@ def _names(types: Any) -> tuple[str, ...]:
 def _plain_defaults(kind: str) -> dict[str, Any]:
     """The constructor's defaults, as settings."""
     defaults = _defaults_of(_CLASSES[kind], _KEYS[kind])
-    for key in ("failure_on", "ignore", "retry_on", "on"):
+    for key in _EXCEPTION_KEYS:
         if key in defaults:
             default = defaults[key]
             defaults[key] = _names(default if isinstance(default, tuple) else (default,))
@@ -280,6 +439,11 @@ def _plain_defaults(kind: str) -> dict[str, Any]:
         defaults["backoff"] = _describe_backoff(Retry().backoff)
     if kind == "fallback":
         defaults.pop("value", None)  # required in config: there is no handler there
+    if kind == "adaptive_concurrency":
+        defaults["algorithm"] = Gradient()._described()
+    if kind == "chaos":  # exactly one of them is given
+        for key in ("fault", "latency", "result"):
+            defaults.pop(key, None)
     return defaults
 
 
@@ -300,6 +464,8 @@ _REQUIRED = {
     "token_bucket": ("rate",),
     "bulkhead": ("max_concurrent",),
     "fallback": ("value",),
+    "hedge": ("delay",),
+    "chaos": ("rate",),
 }
 
 
@@ -368,9 +534,17 @@ def read_policy(
 def _arguments(spec: PolicySpec, clock: Clock | None) -> dict[str, Any]:
     """Constructor arguments from settings."""
     kwargs = dict(spec.settings)
-    for key in ("failure_on", "ignore", "retry_on", "on"):
+    for key in _EXCEPTION_KEYS:
         if key in kwargs:
             kwargs[key] = exception_types(kwargs[key])
+    if "algorithm" in kwargs:
+        algorithm = dict(kwargs["algorithm"])
+        kwargs["algorithm"] = _ALGORITHMS[algorithm.pop("kind")][0](**algorithm)
+    if isinstance(kwargs.get("delay"), Mapping):
+        delay = dict(kwargs["delay"])
+        kwargs["delay"] = _LEARNED_DELAYS[delay.pop("kind")][0](**delay)
+    if "fault" in kwargs:
+        kwargs["fault"] = exception_types((kwargs["fault"],))[0]
     if spec.kind == "circuit_breaker":
         window = kwargs["window"]
         if isinstance(window, Mapping):
@@ -413,6 +587,8 @@ def apply(policy: Policy, spec: PolicySpec) -> None:
     """Change a live policy to ``spec``'s settings, keeping its state."""
     kwargs = _arguments(spec, policy._clock)
     kwargs.pop("key", None)  # a token bucket's key is its identity: not reloadable
+    for key in FIXED:  # unchanged: Registry.reload refuses to change them
+        kwargs.pop(key, None)
     if spec.kind == "retry" and isinstance(policy, Retry):
         old_budget = policy.budget
         new_budget = kwargs["budget"]
@@ -450,6 +626,9 @@ _DURATIONS = frozenset(
         "per",
         "max_wait",
         "delay",
+        "initial",
+        "latency",
+        "learned_delay",
         "base",
         "step",
         "max",

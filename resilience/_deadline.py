@@ -164,5 +164,23 @@ class _PublicBackend:  # pragma: no cover - a future anyio
 
         return anyio.CancelScope(deadline=deadline, shield=shield)
 
+    @staticmethod
+    def create_task_group() -> Any:
+        import anyio
+
+        return anyio.create_task_group()
+
+    @staticmethod
+    def cancelled_exception_class() -> type[BaseException]:
+        import anyio
+
+        return anyio.get_cancelled_exc_class()
+
+    @staticmethod
+    async def sleep(seconds: float) -> None:
+        import anyio
+
+        await anyio.sleep(seconds)
+
 
 current_backend = _backend_finder()

@@ -51,6 +51,13 @@ class Event:
       the slot was held, ``exception`` what the call raised, if anything).
     - fallback: ``fallback`` (the substitute was used; ``exception`` is the call's
       exception, or None when a result triggered it).
+    - hedge: ``hedge`` (another attempt started: ``attempt`` its number, ``delay`` waited,
+      ``exception`` the failure that started it at once, if any), ``success``
+      (``attempt`` that won, ``duration`` its latency), ``give_up`` (``attempt`` = how
+      many ran, ``exception`` the last, or none for a result).
+    - adaptive_concurrency: a bulkhead's events, and ``limit_change`` (``limit``).
+    - adaptive_throttle: ``rejected`` (``probability``).
+    - chaos: ``fault`` (``exception``), ``latency`` (``delay``), ``result``.
     - store (a shared store, ``name`` = its prefix): ``unavailable`` (it stopped asking
       Redis after failed calls in a row; ``exception`` = the last failure),
       ``recovered`` (it uses Redis again; ``duration`` = seconds cut off).

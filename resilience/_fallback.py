@@ -10,17 +10,12 @@ from ._classify import judge
 from ._clock import Clock
 from ._events import GLOBAL_LISTENERS, Event, emit
 from ._policy import AsyncRunner, Policy, Runner
-from ._validation import check_exception_filter, check_predicate
+from ._validation import MISSING, check_exception_filter, check_predicate
 
 __all__ = ["Fallback"]
 
 
-class _Missing:
-    def __repr__(self) -> str:
-        return "<no value>"
-
-
-_MISSING: Any = _Missing()
+_MISSING: Any = MISSING
 
 
 class Fallback(Policy):

@@ -1,9 +1,10 @@
 """Hedge: the policy, its arguments, and its drivers (tasks for async, threads for sync).
 
 Decisions (launch another attempt, who won, when the call has lost) belong to
-``_hedge_core.Race``. The async driver runs attempts as tasks of an anyio task group
-(asyncio and trio) and waits for the first outcome, or the hedging delay, on the event
-loop's clock; the winner's arrival cancels the other tasks. The sync driver runs every
+``_hedge_core.Race``. The async driver runs the first attempt in the caller's task,
+inside an anyio task group (asyncio and trio) where a "hedger" task starts the other
+attempts as the hedging delay passes, on the event loop's clock; whoever settles the
+race cancels the attempts still running. The sync driver runs every
 attempt on a pooled worker thread (the Timeout's pool) and waits on a queue with a
 timeout; losing attempts cannot be stopped and finish in the background, their
 outcomes dropped.
@@ -14,23 +15,23 @@ delay (``LatencyQuantile``).
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
-from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import anyio
-
 from ._call import CURRENT_CALL
 from ._clock import Clock
+from ._deadline import current_backend
 from ._events import GLOBAL_LISTENERS
 from ._hedge_core import FATAL, NEXT, WAIT, WON, Latencies, Outcome, Race
 from ._notes import add_note
 from ._policy import AsyncRunner, Policy, Runner
 from ._timeout import run_detached
 from ._validation import (
+    MISSING,
     check_duration,
     check_exception_filter,
     check_number,
@@ -53,19 +54,19 @@ def _check_delay(param: str, value: object) -> float:
 
 class LatencyQuantile:
     """A hedging delay learned from recent calls: the ``quantile`` of the latencies of
-    the last ``window`` winning attempts (``initial`` seconds until ``min_samples`` of
+    the last ``samples`` winning attempts (``initial`` seconds until ``min_samples`` of
     them have been seen).
 
     ``Hedge(LatencyQuantile(0.95))`` hedges the calls slower than 95% of recent ones.
     """
 
-    __slots__ = ("initial", "min_samples", "quantile", "window")
+    __slots__ = ("initial", "min_samples", "quantile", "samples")
 
     def __init__(
         self,
         quantile: float = 0.95,
         *,
-        window: int = 100,
+        samples: int = 100,
         min_samples: int = 20,
         initial: float | timedelta = 1.0,
     ) -> None:
@@ -73,16 +74,27 @@ class LatencyQuantile:
         if not 0.0 < q < 1.0:
             raise ValueError(f"quantile must be a number in (0, 1), got {quantile!r}")
         self.quantile = q
-        self.window = check_positive_int("window", window)
+        self.samples = check_positive_int("samples", samples)
         self.min_samples = check_positive_int("min_samples", min_samples)
-        if self.min_samples > self.window:
+        if self.min_samples > self.samples:
             raise ValueError(
-                f"min_samples must be at most window ({self.window}), got {min_samples!r}"
+                f"min_samples must be at most samples ({self.samples}), got {min_samples!r}"
             )
         self.initial = _check_delay("initial", initial)
 
+    def _described(self) -> dict[str, Any]:
+        """As ``describe()`` and config files write it."""
+        quantile, samples, min_samples, initial = self._state()
+        return {
+            "kind": "latency_quantile",
+            "quantile": quantile,
+            "samples": samples,
+            "min_samples": min_samples,
+            "initial": initial,
+        }
+
     def _state(self) -> tuple[float, int, int, float]:
-        return self.quantile, self.window, self.min_samples, self.initial
+        return self.quantile, self.samples, self.min_samples, self.initial
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LatencyQuantile):
@@ -94,38 +106,9 @@ class LatencyQuantile:
 
     def __repr__(self) -> str:
         return (
-            f"LatencyQuantile({self.quantile!r}, window={self.window!r}, "
+            f"LatencyQuantile({self.quantile!r}, samples={self.samples!r}, "
             f"min_samples={self.min_samples!r}, initial={self.initial!r})"
         )
-
-
-class _Outcomes:
-    """Where async attempts leave their outcomes, and the caller waits for them (one
-    event loop, so no lock: an attempt appends then sets the event, the caller looks
-    before it waits)."""
-
-    __slots__ = ("_event", "_items")
-
-    def __init__(self) -> None:
-        self._items: deque[Outcome] = deque()
-        self._event: anyio.Event | None = None
-
-    def put(self, outcome: Outcome) -> None:
-        self._items.append(outcome)
-        event = self._event
-        if event is not None:
-            event.set()
-
-    def take(self) -> Outcome | None:
-        items = self._items
-        return items.popleft() if items else None
-
-    async def wait(self) -> Outcome:
-        items = self._items
-        while not items:
-            self._event = event = anyio.Event()
-            await event.wait()
-        return items.popleft()
 
 
 class Hedge(Policy):
@@ -159,20 +142,42 @@ class Hedge(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name, clock)
-        self._learned: Latencies | None
-        if isinstance(delay, LatencyQuantile):
-            self._learned = Latencies(
-                delay.quantile, delay.window, delay.min_samples, delay.initial
-            )
-            self._fixed = delay.initial
-        else:
-            self._learned = None
-            self._fixed = _check_delay("delay", delay)
-        self._delay_spec = delay
-        self._max_hedges = check_positive_int("max_hedges", max_hedges)
-        self._hedge_on = check_exception_filter("hedge_on", hedge_on)
-        self._hedge_if_result = check_predicate("hedge_if_result", hedge_if_result)
+        self._learned: Latencies | None = None
+        self._delay_spec: float | timedelta | LatencyQuantile | None = None
+        self._hedge_if_result: Callable[[Any], bool] | None = None
+        self._configure(delay, max_hedges, hedge_on=hedge_on, hedge_if_result=hedge_if_result)
         self._compose()
+
+    def _configure(
+        self,
+        delay: float | timedelta | LatencyQuantile,
+        max_hedges: int = 1,
+        *,
+        hedge_on: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | Callable[[BaseException], bool] = (Exception,),
+        hedge_if_result: Any = MISSING,
+    ) -> None:
+        """Set the settings (the constructor's, and ``Registry.reload``'s in place): calls
+        starting from now on use them. A learned delay keeps what it learned unless its
+        own settings change. ``hedge_if_result`` not given: kept."""
+        if isinstance(delay, LatencyQuantile):
+            learned = self._learned
+            if learned is None or delay != self._delay_spec:
+                learned = Latencies(delay.quantile, delay.samples, delay.min_samples, delay.initial)
+            fixed = delay.initial
+        else:
+            learned, fixed = None, _check_delay("delay", delay)
+        hedges = check_positive_int("max_hedges", max_hedges)
+        checked_hedge_on = check_exception_filter("hedge_on", hedge_on)
+        checked_if_result = (
+            self._hedge_if_result
+            if hedge_if_result is MISSING
+            else check_predicate("hedge_if_result", hedge_if_result)
+        )
+        self._learned, self._fixed, self._delay_spec = learned, fixed, delay
+        self._max_hedges, self._hedge_on = hedges, checked_hedge_on
+        self._hedge_if_result = checked_if_result
 
     # -- reading -----------------------------------------------------------------------
 
@@ -186,6 +191,12 @@ class Hedge(Policy):
     def max_hedges(self) -> int:
         """How many attempts a call may start beyond the first."""
         return self._max_hedges
+
+    def _description(self) -> dict[str, Any]:
+        settings = super()._description()
+        if self._learned is not None:
+            settings["learned_delay"] = self._learned.delay
+        return settings
 
     def __repr__(self) -> str:
         return f"Hedge({self._delay_spec!r}, max_hedges={self._max_hedges}, name={self.name!r})"
@@ -275,55 +286,79 @@ class Hedge(Policy):
         return run
 
     def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
+        # The first attempt runs in the caller's own task, inside a task group; a
+        # "hedger" task launches the others as the delay passes. Whoever settles the race
+        # (a winner, a fatal error, the last failure) cancels the group: the attempts
+        # still running, the hedger, and the caller's own attempt if it lost. When the
+        # first attempt answers before the delay, the group cost one task that never ran.
         now = self._clock.monotonic
         race_for, hedged, settle = self._race, self._hedged, self._settle
+        backend_of = current_backend
 
         async def run(*args: Any, **kwargs: Any) -> Any:
             call = CURRENT_CALL.get()
             if call is not None and not call.may_duplicate():
                 return await inner(*args, **kwargs)  # e.g. a POST: sent once, never hedged
+            backend = backend_of()
+            cancelled = backend.cancelled_exception_class()
             race = race_for()
-            outcomes = _Outcomes()
-            cancelled = anyio.get_cancelled_exc_class()
-
-            async def attempt(number: int) -> None:
-                start = now()
-                try:
-                    result = await inner(*args, **kwargs)
-                except cancelled:
-                    raise  # the race is over (or the caller was cancelled)
-                except BaseException as exc:
-                    outcomes.put(Outcome(number, exc, None, now() - start))
-                else:
-                    outcomes.put(Outcome(number, None, result, now() - start))
-
             delay = self.delay
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(attempt, race.launch())
-                while True:
-                    outcome = outcomes.take()
-                    if outcome is None:
-                        if race.can_launch:
-                            if delay > 0:
-                                with anyio.move_on_after(delay):
-                                    outcome = await outcomes.wait()
-                            outcome = outcome or outcomes.take()
-                            if outcome is None:  # the delay passed: hedge
-                                number = race.launch()
-                                hedged(number, delay, None)
-                                tg.start_soon(attempt, number)
-                                continue
-                        else:
-                            outcome = await outcomes.wait()
+            decided: list[tuple[Outcome, str]] = []
+            last_launch = [backend.current_time()]
+            # Tasks asleep (the hedger, this one once its own attempt ended) that settling
+            # the race must wake by cancelling the group.
+            asleep = [0]
+
+            async with backend.create_task_group() as tg:
+                scope = tg.cancel_scope
+
+                def conclude(outcome: Outcome) -> None:
                     verdict = race.judge(outcome)
                     if verdict is NEXT:
                         number = race.launch()
+                        last_launch[0] = backend.current_time()
                         hedged(number, 0.0, outcome)
                         tg.start_soon(attempt, number)
                     elif verdict is not WAIT:
-                        tg.cancel_scope.cancel()  # stop the attempts still running
-                        decided = outcome
-                        break
-            return settle(race, decided, verdict)
+                        decided.append((outcome, verdict))
+                        if race.running or asleep[0]:
+                            scope.cancel()
+                        # else only a hedger that has not run yet is left: it will see
+                        # the race is over and end, which costs less than cancelling it.
+
+                async def attempt(number: int) -> None:
+                    start = now()
+                    try:
+                        result = await inner(*args, **kwargs)
+                    except cancelled:
+                        raise  # the race is over (or the caller was cancelled)
+                    except BaseException as exc:
+                        if not decided:
+                            conclude(Outcome(number, exc, None, now() - start))
+                        return
+                    if not decided:
+                        conclude(Outcome(number, None, result, now() - start))
+
+                async def hedger() -> None:
+                    while race.can_launch and not decided:
+                        wait = last_launch[0] + delay - backend.current_time()
+                        if wait > 0:
+                            asleep[0] += 1
+                            await backend.sleep(wait)
+                            asleep[0] -= 1
+                            continue  # look again: an attempt may have started meanwhile
+                        number = race.launch()
+                        last_launch[0] = backend.current_time()
+                        hedged(number, delay, None)
+                        tg.start_soon(attempt, number)
+
+                race.launch()
+                tg.start_soon(hedger)
+                await attempt(1)
+                if not decided:
+                    asleep[0] += 1
+                    await backend.sleep(math.inf)  # until whoever settles the race cancels us
+            outcome, verdict = decided[0]
+            return settle(race, outcome, verdict)
 
         return run

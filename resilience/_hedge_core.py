@@ -90,20 +90,20 @@ class Race:
 
 
 class Latencies:
-    """The latest ``window`` latencies of winning attempts, and their ``quantile``:
+    """The latest ``samples`` latencies of winning attempts, and their ``quantile``:
     the hedging delay, once ``min_samples`` have been seen (``initial`` until then).
 
-    The quantile is recomputed every ``window // 10`` new latencies (sorting a copy of
+    The quantile is recomputed every ``samples // 10`` new latencies (sorting a copy of
     the window), not on every call.
     """
 
     __slots__ = ("_every", "_lock", "_min_samples", "_quantile", "_since", "_window", "delay")
 
-    def __init__(self, quantile: float, window: int, min_samples: int, initial: float) -> None:
+    def __init__(self, quantile: float, samples: int, min_samples: int, initial: float) -> None:
         self._quantile = quantile
-        self._window: deque[float] = deque(maxlen=window)
+        self._window: deque[float] = deque(maxlen=samples)
         self._min_samples = min_samples
-        self._every = max(1, window // 10)
+        self._every = max(1, samples // 10)
         self._since = 0
         self._lock = threading.Lock()
         self.delay = initial

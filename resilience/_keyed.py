@@ -85,6 +85,11 @@ class KeyedPolicy(Policy):
 
         return unsubscribe
 
+    def _description(self) -> dict[str, Any]:
+        settings = super()._description()
+        settings["keys"] = len(self._policies)
+        return settings
+
     def keys(self) -> list[Hashable]:
         """The keys that have a policy now, least recently used first."""
         with self._lock:

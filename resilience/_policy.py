@@ -45,6 +45,9 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._events import WATCHERS, Event, Listener, _subscribe, emit
 from ._validation import check_name
 
+if TYPE_CHECKING:
+    from ._describe import PipelineDescription
+
 __all__ = ["AsyncRunner", "Policy", "Runner"]
 
 Runner: TypeAlias = Callable[..., Any]
@@ -186,6 +189,24 @@ class Policy:
         bound = signature.bind(*args, **kwargs)
         bound.arguments.update(changes)
         return type(self)(*bound.args, **bound.kwargs)
+
+    def describe(self) -> PipelineDescription:
+        """The policies a call goes through, outermost first (this one, or a pipeline's),
+        with the settings in force, and warnings about known order mistakes."""
+        from ._describe import describe
+
+        return describe(self)
+
+    def _description(self) -> dict[str, Any]:
+        """This policy's settings for ``describe()`` (hook: add what it learned)."""
+        from ._describe import settings_of
+
+        return settings_of(self)
+
+    def _live_settings(self) -> dict[str, Any]:
+        """Settings read from the policy itself, where they may differ from the
+        constructor's arguments (a default filled in, a reload): for ``describe()``."""
+        return {}
 
     # -- settings changed in place (Registry.reload) ------------------------------------
 

@@ -79,6 +79,15 @@ class TokenBucket(Policy):
         """The bucket's shape: ``rate``, ``per`` (seconds) and ``burst``."""
         return self._backend.settings
 
+    def _live_settings(self) -> dict[str, Any]:
+        settings = self.settings
+        return {
+            "rate": settings.rate,
+            "per": settings.per,
+            "burst": settings.burst,
+            "max_wait": None if self._max_wait == math.inf else self._max_wait,
+        }
+
     @property
     def mode(self) -> str:
         """``enforce``, or ``metrics_only`` (shadow mode: never refuses nor delays a call)."""

@@ -192,6 +192,14 @@ class Retry(Policy):
     ) -> None:
         self._emit_event(type_, attempt=attempt, delay=delay, exception=exception)
 
+    def _live_settings(self) -> dict[str, Any]:
+        return {
+            "attempts": self.attempts,
+            "backoff": self.backoff,
+            "deadline": self.deadline,
+            "budget": self.budget,
+        }
+
     def _begin(self) -> float:
         """Per-call bookkeeping before the first attempt; returns its start time."""
         if self.budget is not None:

@@ -18,6 +18,7 @@ from ._policy import AsyncRunner, Policy, Runner
 from ._random import make_random
 from ._throttle_core import ThrottleCore
 from ._validation import (
+    MISSING,
     check_duration,
     check_exception_filter,
     check_mode,
@@ -65,21 +66,54 @@ class AdaptiveThrottle(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name, clock)
+        self._shadow = check_mode(mode)
+        self._failure_if: Callable[[Any], bool] | None = None
+        self._seed: object = MISSING
+        self._window = 0.0
+        self._configure(
+            k, window, failure_on=failure_on, ignore=ignore, failure_if=failure_if, seed=seed
+        )
+        self._compose()
+
+    def _configure(
+        self,
+        k: float = 2.0,
+        window: float | timedelta = 120.0,
+        *,
+        failure_on: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | Callable[[BaseException], bool] = (Exception,),
+        ignore: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | Callable[[BaseException], bool] = (),
+        failure_if: Any = MISSING,
+        seed: int | None = None,
+    ) -> None:
+        """Set the settings (the constructor's, and ``Registry.reload``'s in place). The
+        counts are kept unless ``window`` changes; the random sequence goes on unless
+        ``seed`` changes; ``failure_if`` not given is kept."""
         k_value = check_number("k", k)
         if k_value < 1.0:
             raise ValueError(
                 f"k must be at least 1 (below 1 it rejects calls the dependency would "
                 f"accept), got {k!r}"
             )
-        self._window = check_duration("window", window, positive=True)
-        self._failure_on = check_exception_filter("failure_on", failure_on)
-        self._ignore = check_exception_filter("ignore", ignore)
-        self._failure_if = check_predicate("failure_if", failure_if)
-        self._shadow = check_mode(mode)
-        self._seed = seed
-        self._random = make_random(seed).random
-        self._core = ThrottleCore(k_value, self._window, self._clock.monotonic)
-        self._compose()
+        checked_window = check_duration("window", window, positive=True)
+        checked_failure_on = check_exception_filter("failure_on", failure_on)
+        checked_ignore = check_exception_filter("ignore", ignore)
+        checked_failure_if = (
+            self._failure_if if failure_if is MISSING else check_predicate("failure_if", failure_if)
+        )
+        if seed != self._seed:
+            self._random = make_random(seed).random
+            self._seed = seed
+        self._failure_on, self._ignore = checked_failure_on, checked_ignore
+        self._failure_if = checked_failure_if
+        core: ThrottleCore | None = getattr(self, "_core", None)
+        if core is None or checked_window != self._window:
+            core = ThrottleCore(k_value, checked_window, self._clock.monotonic)
+        core.k = k_value
+        self._window, self._core = checked_window, core
 
     # -- reading -------------------------------------------------------------------------
 

@@ -52,6 +52,9 @@ class Timeout(Policy):
         self._abandoned = 0
         self._compose()
 
+    def _live_settings(self) -> dict[str, Any]:
+        return {"seconds": self._seconds}
+
     @property
     def seconds(self) -> float:
         """The time limit of one call, in seconds."""

@@ -92,6 +92,17 @@ def check_mode(value: object) -> bool:
     return value == "metrics_only"
 
 
+class _Missing:
+    """The default of arguments for which None is a value like any other."""
+
+    def __repr__(self) -> str:
+        return "<no value>"
+
+
+#: "Not given", where None would be a valid value (a fallback's value, a chaos result).
+MISSING: Any = _Missing()
+
+
 def check_name(value: object, param: str = "name") -> str | None:
     """A policy's name (or a store key): None, or a non-empty str without surrounding spaces."""
     if value is None:

@@ -38,6 +38,10 @@ class CountWindow:
     def __post_init__(self) -> None:
         check_positive_int("CountWindow.size", self.size)
 
+    def _described(self) -> dict[str, int]:
+        """As ``describe()`` and config files write it."""
+        return {"calls": self.size}
+
 
 class OutcomeWindow:
     """What the breaker needs from a window."""

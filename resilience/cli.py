@@ -51,6 +51,10 @@ def _check_config(args: argparse.Namespace) -> int:
                 ]
             )
     print(table(["PIPELINE", "#", "POLICY", "NAME", "SETTINGS"], rows))
+    # The live pipelines' own description: the order mistakes it finds.
+    for name in registry:
+        for warning in registry.pipeline(name).describe().warnings:
+            print(f"warning: pipelines.{name}: {warning}")
     store = registry.store
     if store is not None:
         print(f"store: {store!r}")

@@ -583,14 +583,17 @@ def _read_pipeline(
 
 def _check_same_shape(name: str, old: tuple[PolicySpec, ...], new: tuple[PolicySpec, ...]) -> None:
     def shape(specs: tuple[PolicySpec, ...]) -> list[tuple[Any, ...]]:
-        return [(s.entry, s.kind, s.name, s.shared, s.settings.get("key")) for s in specs]
+        return [
+            (s.entry, s.kind, s.name, s.shared, s.settings.get("key"), s.settings.get("mode"))
+            for s in specs
+        ]
 
     if shape(old) != shape(new):
         raise ConfigError(
             f"pipelines.{name}",
             [f"{s.entry} ({s.name})" for s in new],
             "the policies the pipeline runs with, in the same order, with the same names, "
-            f"shared and key settings ({', '.join(f'{s.entry} ({s.name})' for s in old)}); "
+            f"shared, key and mode settings ({', '.join(f'{s.entry} ({s.name})' for s in old)}); "
             "changing them needs a new registry",
         )
 

@@ -314,15 +314,16 @@ def test_system_ticker_runs_again_in_a_forked_child() -> None:
 
 
 def test_real_threads_lose_no_success_across_real_bucket_ends() -> None:
-    """Four threads call a breaker with 50 ms buckets for about 0.3 s of real time: the
-    ticker swaps counters under them about six times, and the window holds every
-    success (none is older than the 0.5 s window)."""
-    breaker = CircuitBreaker(window=0.5)
+    """Four threads call a breaker with 0.3 s buckets for about 1 s of real time: the
+    ticker swaps counters under them about three times, and the window holds every
+    success. (Nothing ages out before 2.7 s, which leaves a loaded machine room for
+    starting and joining the threads late.)"""
+    breaker = CircuitBreaker(window=3.0)
     call = breaker(ok)
     call()
     counts = [0] * 4
     swaps = set()
-    deadline = time.monotonic() + 0.3
+    deadline = time.monotonic() + 1.0
 
     def worker(i: int) -> None:
         n = 0
@@ -339,13 +340,13 @@ def test_real_threads_lose_no_success_across_real_bucket_ends() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(swaps) >= 3  # the ticker did move the counter on
+    assert len(swaps) >= 2  # the ticker did move the counter on
     assert breaker.metrics().calls == sum(counts) + 1
 
 
 @pytest.mark.anyio
 async def test_real_tasks_lose_no_success_across_real_bucket_ends() -> None:
-    breaker = CircuitBreaker(window=0.5)
+    breaker = CircuitBreaker(window=3.0)
     call = breaker(aok)
     await call()
     count = 0

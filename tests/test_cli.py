@@ -175,6 +175,41 @@ def test_check_config_of_a_missing_file(tmp_path: Path) -> None:
     assert "cannot read it: No such file or directory" in proc.stderr
 
 
+def test_check_config_warns_about_order_mistakes(tmp_path: Path) -> None:
+    path = tmp_path / "resilience.toml"
+    path.write_text(
+        "[pipelines.orders]\n"
+        'policies = ["total", "retry", "circuit_breaker"]\n'
+        'total = { kind = "timeout", seconds = "5s" }\n'
+        "retry = { attempts = 3 }\n\n"
+        "[pipelines.fine]\n"
+        'timeout = "1s"\n'
+    )
+    proc = run_command("check-config", str(path))
+    assert proc.returncode == 0, proc.stderr  # a warning, not an error
+    warnings = [line for line in proc.stdout.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: pipelines.orders: timeout 'orders.total' (#1) is outside retry 'orders' (#2) "
+        "and no timeout is inside it: one slow attempt uses up the whole time and is never "
+        "retried; add a per-attempt Timeout inside the retry (and keep this one as the "
+        "deadline of the whole call)"
+    ]
+    assert proc.stdout.splitlines()[-1] == f"{path}: OK, 2 pipelines"
+
+
+def test_reload_updates_what_describe_shows() -> None:
+    from resilience import Registry
+
+    registry = Registry.from_dict({"pipelines": {"p": {"retry": {"attempts": 2}}}}, env={})
+    pipeline = registry.pipeline("p")
+    assert pipeline.describe().policies[0].settings["attempts"] == 2
+    registry.reload({"pipelines": {"p": {"retry": {"attempts": 5, "retry_on": "KeyError"}}}})
+    settings = pipeline.describe().policies[0].settings
+    assert settings["attempts"] == 5
+    assert settings["retry_on"] == ("KeyError",)
+    assert pipeline.policies[0].clone().attempts == 5  # a copy made now has them too
+
+
 # -- demo -------------------------------------------------------------------------------------
 
 

@@ -68,6 +68,33 @@ KEYS = [
     "full",
     "none",
     "equal",
+    "mode",
+    "enforce",
+    "metrics_only",
+    "chaos",
+    "fault",
+    "latency",
+    "result",
+    "enabled",
+    "seed",
+    "hedge",
+    "max_hedges",
+    "hedge_on",
+    "quantile",
+    "min_samples",
+    "initial",
+    "adaptive_throttle",
+    "k",
+    "adaptive_concurrency",
+    "algorithm",
+    "gradient",
+    "aimd",
+    "latency_quantile",
+    "samples",
+    "initial_limit",
+    "min_limit",
+    "max_limit",
+    "dropped_on",
 ]
 
 WORDS = st.sampled_from(
@@ -149,6 +176,15 @@ VALID = {
             "timeout": "2s",
         },
         "search": {"total": {"kind": "timeout", "seconds": 3}, "retry": {"attempts": 2}},
+        "extras": {
+            "chaos": {"rate": 0.1, "latency": "50ms", "enabled": False, "seed": 1},
+            "hedge": {
+                "delay": {"kind": "latency_quantile", "quantile": 0.9, "initial": "100ms"},
+                "max_hedges": 1,
+            },
+            "adaptive_throttle": {"k": 2, "window": "1m", "mode": "metrics_only"},
+            "adaptive_concurrency": {"initial_limit": 4, "max_limit": 16},
+        },
     },
 }
 
@@ -213,7 +249,7 @@ def builds_or_config_error(data: Any, env: dict[str, str]) -> None:
 
 def test_the_valid_config_builds() -> None:
     registry = Registry.from_dict(VALID, env={})
-    assert sorted(registry) == ["payments", "search"]
+    assert sorted(registry) == ["extras", "payments", "search"]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

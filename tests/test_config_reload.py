@@ -471,3 +471,66 @@ def test_backoff_object_is_replaced() -> None:
     assert isinstance(retry.backoff, Constant)
     reg.reload(config(p={"retry": {"backoff": {"kind": "exponential"}}}))
     assert type(retry.backoff).__name__ == "Exponential"
+
+
+def test_reload_reaches_the_per_host_copies_of_http_transports() -> None:
+    import http.server
+
+    import httpx
+
+    from resilience.http.httpx import ResilientTransport
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        reg = Registry.from_dict(
+            config(
+                api={
+                    "circuit_breaker": {"consecutive_failures": 5},
+                    "token_bucket": {"rate": 100, "burst": 100},
+                    "bulkhead": {"max_concurrent": 4},
+                }
+            ),
+            env={},
+        )
+        template_breaker, template_bucket, template_bulkhead = reg.pipeline("api").policies
+        transport = ResilientTransport(reg.pipeline("api"))  # per host
+        with httpx.Client(transport=transport) as client:
+            assert client.get(f"{base}/").status_code == 200
+            breaker = transport.policy_for(template_breaker, base)
+            bucket = transport.policy_for(template_bucket, base)
+            assert breaker is not template_breaker
+            reg.reload(
+                config(
+                    api={
+                        "circuit_breaker": {"consecutive_failures": 2},
+                        "token_bucket": {"rate": 10, "burst": 10},
+                        "bulkhead": {"max_concurrent": 1},
+                    }
+                )
+            )
+            # The copy serving this host changed in place...
+            assert breaker.settings.consecutive_failures == 2
+            assert (bucket.settings.rate, bucket.settings.burst) == (10, 10)
+            assert transport.policy_for(template_bulkhead, base).max_concurrent == 1
+            # ...and a host seen after the reload gets a copy with the new settings.
+            other = transport.policy_for(template_breaker, "http://other.example")
+            assert other.settings.consecutive_failures == 2
+            assert client.get(f"{base}/").status_code == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

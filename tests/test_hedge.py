@@ -43,9 +43,9 @@ def test_bad_arguments(
     [
         ({"quantile": 1.0}, ValueError, r"quantile must be a number in \(0, 1\), got 1.0"),
         ({"quantile": 0}, ValueError, "quantile must be a number in"),
-        ({"window": 0}, ValueError, "window must be at least 1"),
+        ({"samples": 0}, ValueError, "samples must be at least 1"),
         ({"min_samples": 0}, ValueError, "min_samples must be at least 1"),
-        ({"window": 10, "min_samples": 11}, ValueError, r"min_samples must be at most window"),
+        ({"samples": 10, "min_samples": 11}, ValueError, r"min_samples must be at most samples"),
         ({"initial": -1}, ValueError, "initial must be 0 or more seconds"),
     ],
 )
@@ -62,7 +62,7 @@ def test_settings_and_repr() -> None:
     assert learned.delay == 2.0
     assert LatencyQuantile(0.9, initial=2) == LatencyQuantile(0.9, initial=2.0)
     assert repr(LatencyQuantile()) == (
-        "LatencyQuantile(0.95, window=100, min_samples=20, initial=1.0)"
+        "LatencyQuantile(0.95, samples=100, min_samples=20, initial=1.0)"
     )
 
 
@@ -338,7 +338,7 @@ def test_sync_attempts_see_the_callers_context() -> None:
 
 
 def test_learned_delay_is_the_quantile_of_winning_latencies(clock: FakeClock) -> None:
-    hedge = Hedge(LatencyQuantile(0.9, window=20, min_samples=10, initial=5.0), clock=clock)
+    hedge = Hedge(LatencyQuantile(0.9, samples=20, min_samples=10, initial=5.0), clock=clock)
     latencies = [0.01 * n for n in range(1, 31)]  # 10 ms ... 300 ms
     random.Random(1).shuffle(latencies)
 
@@ -353,12 +353,12 @@ def test_learned_delay_is_the_quantile_of_winning_latencies(clock: FakeClock) ->
         if n == 10:
             first = sorted(latencies[:10])
             assert hedge.delay == pytest.approx(first[math.ceil(0.9 * 10) - 1])
-    last = sorted(latencies[-20:])  # the window: the latest 20
+    last = sorted(latencies[-20:])  # the latest 20
     assert hedge.delay == pytest.approx(last[math.ceil(0.9 * 20) - 1])
 
 
 async def test_learned_delay_async(clock: FakeClock, anyio_backend: str) -> None:
-    hedge = Hedge(LatencyQuantile(0.5, window=4, min_samples=4, initial=9.0), clock=clock)
+    hedge = Hedge(LatencyQuantile(0.5, samples=4, min_samples=4, initial=9.0), clock=clock)
 
     async def dependency(seconds: float) -> None:
         clock.advance(seconds)

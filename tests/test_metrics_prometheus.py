@@ -561,3 +561,60 @@ def test_events_of_other_kinds_are_ignored(endpoint: Endpoint) -> None:
         assert not series(samples, "resilience_calls_total")
     finally:
         exporter.close()
+
+
+def test_store_outages_are_counted(endpoint: Endpoint, metrics: PrometheusMetrics) -> None:
+    metrics(Event("store", "m-prefix", "unavailable", 0.0, exception=OSError("down")))
+    metrics(Event("store", "m-prefix", "recovered", 1.0, duration=1.0))
+    assert value(endpoint.scrape(), "resilience_store_outages_total", name="m-prefix") == 1
+
+
+def test_host_labels_the_gauges_of_per_host_copies(endpoint: Endpoint) -> None:
+    import http.server
+
+    import httpx
+
+    from resilience.http.httpx import ResilientTransport
+
+    class Unavailable(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(503 if self.server.server_port == ports[0] else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable) for _ in range(2)]
+    ports = [server.server_port for server in servers]
+    threads = [
+        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}) for s in servers
+    ]
+    for thread in threads:
+        thread.start()
+    exporter = PrometheusMetrics(endpoint.registry, host=True)
+    breaker = CircuitBreaker("m-per-host", failure_rate=None, consecutive_failures=1)
+    transport = ResilientTransport(Pipeline(breaker))
+    stop = transport.listen(exporter)
+    try:
+        with httpx.Client(transport=transport) as client:
+            for port in ports:
+                client.get(f"http://127.0.0.1:{port}/")
+        samples = endpoint.scrape()
+        by_host = {
+            dict(labels)["host"]: dict(labels)["state"]
+            for labels, v in series(samples, "resilience_circuit_breaker_state").items()
+            if dict(labels)["name"] == "m-per-host" and v == 1
+        }
+        assert by_host[f"http://127.0.0.1:{ports[0]}"] == "open"
+        assert by_host[f"http://127.0.0.1:{ports[1]}"] == "closed"
+    finally:
+        stop()
+        exporter.close()
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+        for thread in threads:
+            thread.join(5)

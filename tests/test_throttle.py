@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import threading
 from typing import Any
 
 import pytest
@@ -325,3 +326,22 @@ def test_events_and_shadow_mode(clock: FakeClock) -> None:
     assert shadow.requests == 30  # every shadowed call ran and counted once
     assert shadow.accepts == 20
     assert shadow.probability == pytest.approx(formula(30, 20, 2.0))
+
+
+def test_counts_stay_exact_under_threads(clock: FakeClock) -> None:
+    throttle = AdaptiveThrottle(k=1000.0, clock=clock)  # never rejects: every call counts
+    barrier = threading.Barrier(8)
+
+    def worker(n: int) -> None:
+        barrier.wait()
+        for i in range(500):
+            with contextlib.suppress(Down):
+                throttle.call(backend, (i + n) % 3 != 0)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    expected_accepts = sum((i + n) % 3 != 0 for n in range(8) for i in range(500))
+    assert (throttle.requests, throttle.accepts) == (4000, expected_accepts)

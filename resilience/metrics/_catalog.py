@@ -245,6 +245,52 @@ TIMEOUT_ABANDONED = MetricSpec(
     "{thread}",
 )
 
+SHADOW_REJECTIONS = MetricSpec(
+    "shadow_rejections",
+    "counter",
+    ("policy", "name", "reason"),
+    'Calls a policy in shadow mode (mode="metrics_only") would have refused, and let run, '
+    "by reason: open, rate_limited, bulkhead_full, concurrency_limit, throttled.",
+    "resilience.shadow.rejections",
+    "{call}",
+    per_host=True,
+)
+HEDGES = MetricSpec(
+    "hedges",
+    "counter",
+    ("name",),
+    "Extra attempts a hedge started (not counting the first attempt of each call).",
+    "resilience.hedges",
+    "{attempt}",
+    per_host=True,
+)
+HEDGE_CALLS = MetricSpec(
+    "hedge_calls",
+    "counter",
+    ("name", "outcome"),
+    "Calls through a hedge, by outcome: first (the first attempt won), hedge (a later "
+    "attempt won), gave_up (every attempt failed).",
+    "resilience.hedge.calls",
+    "{call}",
+    per_host=True,
+)
+CHAOS_INJECTIONS = MetricSpec(
+    "chaos_injections",
+    "counter",
+    ("name", "injected"),
+    "What chaos policies injected, by kind: fault, latency, result.",
+    "resilience.chaos.injections",
+    "{call}",
+)
+STORE_OUTAGES = MetricSpec(
+    "store_outages",
+    "counter",
+    ("name",),
+    "Times a shared store (name: its prefix) stopped reaching Redis and fell back to local state.",
+    "resilience.store.outages",
+    "{outage}",
+)
+
 EVENT_METRICS = (
     CALLS,
     REJECTIONS,
@@ -255,7 +301,53 @@ EVENT_METRICS = (
     CALL_DURATION,
     LIMITER_WAIT,
     BULKHEAD_WAIT,
+    SHADOW_REJECTIONS,
+    HEDGES,
+    HEDGE_CALLS,
+    CHAOS_INJECTIONS,
+    STORE_OUTAGES,
 )
+ADAPTIVE_LIMIT = MetricSpec(
+    "adaptive_concurrency_limit",
+    "gauge",
+    ("name",),
+    "An adaptive concurrency limit's limit now: how many calls it admits at once.",
+    "resilience.adaptive_concurrency.limit",
+    "{call}",
+)
+ADAPTIVE_IN_FLIGHT = MetricSpec(
+    "adaptive_concurrency_in_flight",
+    "gauge",
+    ("name",),
+    "Calls an adaptive concurrency limit admitted that are running now.",
+    "resilience.adaptive_concurrency.in_flight",
+    "{call}",
+)
+THROTTLE_PROBABILITY = MetricSpec(
+    "adaptive_throttle_rejection_probability",
+    "gauge",
+    ("name",),
+    "The probability that an adaptive throttle rejects a call made now.",
+    "resilience.adaptive_throttle.rejection_probability",
+    "1",
+)
+HEDGE_DELAY = MetricSpec(
+    "hedge_delay_seconds",
+    "gauge",
+    ("name",),
+    "A hedge's delay now (learned from recent latencies, with a LatencyQuantile).",
+    "resilience.hedge.delay",
+    "s",
+)
+SHADOW_MODE = MetricSpec(
+    "shadow_mode",
+    "gauge",
+    ("policy", "name"),
+    'Policies in shadow mode (mode="metrics_only"), each 1: their state and would-be '
+    "rejections are reported, but they refuse nothing.",
+    "resilience.shadow_mode",
+)
+
 LIVE_METRICS = (
     BREAKER_STATE,
     BREAKER_FAILURE_RATE,
@@ -267,6 +359,11 @@ LIVE_METRICS = (
     BULKHEAD_MAX_QUEUE,
     LIMITER_AVAILABLE,
     TIMEOUT_ABANDONED,
+    ADAPTIVE_LIMIT,
+    ADAPTIVE_IN_FLIGHT,
+    THROTTLE_PROBABILITY,
+    HEDGE_DELAY,
+    SHADOW_MODE,
 )
 
 
@@ -293,7 +390,21 @@ def _outcome_of_release(event: Event) -> str:
     return "failure" if isinstance(exc, Exception) else "cancelled"
 
 
-_KINDS = frozenset({"circuit_breaker", "retry", "timeout", "token_bucket", "bulkhead", "fallback"})
+_KINDS = frozenset(
+    {
+        "circuit_breaker",
+        "retry",
+        "timeout",
+        "token_bucket",
+        "bulkhead",
+        "fallback",
+        "hedge",
+        "adaptive_concurrency",
+        "adaptive_throttle",
+        "chaos",
+        "store",
+    }
+)
 
 
 def check_options(host: object, max_names: object) -> None:
@@ -429,19 +540,42 @@ class Handlers:
             if type_ == "acquired":
                 return self._waited(series(LIMITER_WAIT, (name,), host), "delay")
             if type_ == "rejected":
-                return count(REJECTIONS, (kind, name, "rate_limited"), host)
-        elif kind == "bulkhead":
-            if type_ == "acquired":
+                return self._rejected(kind, name, "rate_limited", host, calls=False)
+        elif kind in ("bulkhead", "adaptive_concurrency"):
+            if type_ == "acquired" and kind == "bulkhead":
                 return self._waited(series(BULKHEAD_WAIT, (name,), host), "duration")
             if type_ == "released":
-                return self._released(name, host)
+                return self._released(kind, name, host)
             if type_ == "rejected":
-                return self._rejected(kind, name, "bulkhead_full", host)
+                reason = "bulkhead_full" if kind == "bulkhead" else "concurrency_limit"
+                return self._rejected(kind, name, reason, host)
             if type_ == "cancelled":
                 return count(CALLS, (kind, name, "cancelled"), host)
         elif kind == "fallback" and type_ == "fallback":
             return count(FALLBACKS, (name,), host)
+        elif kind == "adaptive_throttle" and type_ == "rejected":
+            return self._rejected(kind, name, "throttled", host, calls=False)
+        elif kind == "hedge":
+            if type_ == "hedge":
+                return count(HEDGES, (name,), host)
+            if type_ == "success":
+                return self._won(name, host)
+            if type_ == "give_up":
+                return count(HEDGE_CALLS, (name, "gave_up"), host)
+        elif kind == "chaos" and type_ in ("fault", "latency", "result"):
+            return count(CHAOS_INJECTIONS, (name, type_), host)
+        elif kind == "store" and type_ == "unavailable":
+            return count(STORE_OUTAGES, (name,), host)
         return _ignore
+
+    def _won(self, name: str, host: tuple[str, ...]) -> Handler:
+        first = self._series(HEDGE_CALLS, (name, "first"), host)
+        later = self._series(HEDGE_CALLS, (name, "hedge"), host)
+
+        def won(event: Event) -> None:
+            (first if event.attempt == 1 else later)(1.0)
+
+        return won
 
     @staticmethod
     def _finished(add: Update, observe: Update) -> Handler:
@@ -453,12 +587,20 @@ class Handlers:
 
         return finished
 
-    def _rejected(self, kind: str, name: str, reason: str, host: tuple[str, ...]) -> Handler:
-        call = self._series(CALLS, (kind, name, "rejected"), host)
+    def _rejected(
+        self, kind: str, name: str, reason: str, host: tuple[str, ...], *, calls: bool = True
+    ) -> Handler:
+        """A refusal; from a policy in shadow mode, one it would have made (the call ran)."""
+        call = self._series(CALLS, (kind, name, "rejected"), host) if calls else None
         reject = self._series(REJECTIONS, (kind, name, reason), host)
+        would = self._series(SHADOW_REJECTIONS, (kind, name, reason), host)
 
         def rejected(event: Event) -> None:
-            call(1.0)
+            if event.shadow:
+                would(1.0)
+                return
+            if call is not None:
+                call(1.0)
             reject(1.0)
 
         return rejected
@@ -470,12 +612,12 @@ class Handlers:
 
         return waited
 
-    def _released(self, name: str, host: tuple[str, ...]) -> Handler:
+    def _released(self, kind: str, name: str, host: tuple[str, ...]) -> Handler:
         by_outcome = {
-            outcome: self._series(CALLS, ("bulkhead", name, outcome), host)
+            outcome: self._series(CALLS, (kind, name, outcome), host)
             for outcome in ("success", "failure", "cancelled")
         }
-        observe = self._series(CALL_DURATION, ("bulkhead", name), host)
+        observe = self._series(CALL_DURATION, (kind, name), host)
 
         def released(event: Event) -> None:
             by_outcome[_outcome_of_release(event)](1.0)
@@ -503,7 +645,17 @@ class Handlers:
 # -- live metrics -----------------------------------------------------------------------
 
 Sample = tuple[MetricSpec, tuple[str, ...], float]
-_LIVE_KINDS = frozenset({"circuit_breaker", "bulkhead", "token_bucket", "timeout"})
+_LIVE_KINDS = frozenset(
+    {
+        "circuit_breaker",
+        "bulkhead",
+        "token_bucket",
+        "timeout",
+        "adaptive_concurrency",
+        "adaptive_throttle",
+        "hedge",
+    }
+)
 
 
 def _live_policies() -> list[Any]:
@@ -548,29 +700,48 @@ def _sample_policy(policy: Any) -> Iterator[Sample]:
         yield LIMITER_AVAILABLE, (name,), float(policy.available)
     elif kind == "timeout":
         yield TIMEOUT_ABANDONED, (name,), float(policy.abandoned)
+    elif kind == "adaptive_concurrency":
+        yield ADAPTIVE_LIMIT, (name,), float(policy.limit)
+        yield ADAPTIVE_IN_FLIGHT, (name,), float(policy.in_flight)
+    elif kind == "adaptive_throttle":
+        yield THROTTLE_PROBABILITY, (name,), policy.probability
+    elif kind == "hedge":
+        yield HEDGE_DELAY, (name,), float(policy.delay)
+    if policy._shadow:
+        yield SHADOW_MODE, (kind, name), 1.0
 
 
-def sample_live(tracked: Callable[[Any], bool]) -> list[Sample]:
-    """The live metrics of the named policies ``tracked`` accepts, in name order.
+def _host_of(policy: Any) -> str:
+    """The host a per-host copy of the HTTP integrations serves (its store key is
+    ``"{key}@{scheme://host:port}"``), or "" for any other policy."""
+    key = getattr(policy, "key", None)
+    return key.partition("@")[2] if isinstance(key, str) else ""
 
-    Policies sharing a kind and a name (sharing a store's state) are reported once. A
-    policy whose state cannot be read now (a shared store that is down) is left out of
-    this collection rather than failing it.
+
+def sample_live(tracked: Callable[[Any], bool], host: bool = False) -> list[Sample]:
+    """The live metrics of the named policies ``tracked`` accepts, in name order, with
+    a ``host`` label last when ``host`` is true.
+
+    Policies sharing a kind and a name (sharing a store's state) are reported once;
+    with ``host``, once per host (the HTTP integrations' per-host copies share their
+    template's name). A policy whose state cannot be read now (a shared store that is
+    down) is left out of this collection rather than failing it.
     """
-    chosen: dict[tuple[str, str], Any] = {}
+    chosen: dict[tuple[str, str, str], Any] = {}
     for policy in _live_policies():
         kind, name = policy.kind, policy.name
-        if (
-            kind in _LIVE_KINDS
-            and name is not None
-            and (kind, name) not in chosen
-            and tracked(policy)
-        ):
-            chosen[(kind, name)] = policy
+        if kind not in _LIVE_KINDS or name is None:
+            continue
+        key = (kind, name, _host_of(policy) if host else "")
+        if key not in chosen and tracked(policy):
+            chosen[key] = policy
     samples: list[Sample] = []
     for key in sorted(chosen):
+        extra = (key[2],) if host else ()
         try:
-            samples.extend(_sample_policy(chosen[key]))
+            samples.extend(
+                (spec, labels + extra, value) for spec, labels, value in _sample_policy(chosen[key])
+            )
         except Exception:
-            _log.warning("resilience metrics: cannot read %s %r now", *key, exc_info=True)
+            _log.warning("resilience metrics: cannot read %s %r now", *key[:2], exc_info=True)
     return samples

@@ -33,6 +33,8 @@ _REASONS = {
     "circuit_breaker": "circuit open",
     "token_bucket": "rate limited",
     "bulkhead": "bulkhead full",
+    "adaptive_concurrency": "concurrency limit reached",
+    "adaptive_throttle": "throttled",
 }
 _OPTIONAL_FIELDS = (
     "attempt",
@@ -110,8 +112,8 @@ class LoggingListener:
             return
         level = self.levels[type_]
         suppressed = None
-        if type_ == "state_change" and event.to_state in _OPEN_STATES:
-            level = max(level, logging.WARNING)
+        if type_ == "state_change" and event.to_state in _OPEN_STATES and not event.shadow:
+            level = max(level, logging.WARNING)  # a shadow breaker would open: no alarm
         if not self.logger.isEnabledFor(level):
             return
         if type_ == "rejected" and self.rejection_interval > 0:
@@ -147,9 +149,11 @@ def _message(event: Event, suppressed: int | None) -> str:
         who += f" ({event.method + ' ' if event.method else ''}{event.host})"
     error = f": {type(event.exception).__name__}: {event.exception}" if event.exception else ""
     if type_ == "state_change":
-        return f"{who}: {event.from_state} -> {event.to_state}"
+        shadow = " (shadow mode: would be)" if event.shadow else ""
+        return f"{who}: {event.from_state} -> {event.to_state}{shadow}"
     if type_ == "rejected":
-        text = f"{who}: call rejected ({_REASONS[event.kind]}"
+        verb = "would have rejected a call, let it run" if event.shadow else "call rejected"
+        text = f"{who}: {verb} ({_REASONS[event.kind]}"
         if event.retry_after is not None:
             text += f", retry after {event.retry_after:.3f}s"
         text += ")"
@@ -178,4 +182,6 @@ def _extra(event: Event, suppressed: int | None) -> dict[str, Any]:
             extra[f"resilience_{field}"] = value
     if suppressed is not None:
         extra["resilience_suppressed"] = suppressed
+    if event.shadow:
+        extra["resilience_shadow"] = True
     return extra

@@ -107,9 +107,10 @@ class OpenTelemetryMetrics:
             if self._closed:
                 return []
             tracked = tracked_by(self, self._handlers.seen)
+            names = (*spec.labels, "host") if self.host else spec.labels
             return [
-                Observation(value, dict(zip(spec.labels, labels, strict=True)))
-                for sample, labels, value in sample_live(tracked)
+                Observation(value, dict(zip(names, labels, strict=True)))
+                for sample, labels, value in sample_live(tracked, self.host)
                 if sample is spec
             ]
 

@@ -130,14 +130,14 @@ class PrometheusMetrics:
         for spec in LIVE_METRICS:
             families[spec.name] = self._family(spec)
         if self._collectors:
-            for spec, labels, value in sample_live(tracked_by(self, self._handlers.seen)):
+            tracked = tracked_by(self, self._handlers.seen)
+            for spec, labels, value in sample_live(tracked, self.host):
                 families[spec.name].add_metric(list(labels), value)
         yield from families.values()
 
     def _family(self, spec: MetricSpec) -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            f"{self.namespace}_{spec.name}", spec.help, labels=list(spec.labels)
-        )
+        labels = [*spec.labels, "host"] if self.host else list(spec.labels)
+        return GaugeMetricFamily(f"{self.namespace}_{spec.name}", spec.help, labels=labels)
 
     def __repr__(self) -> str:
         return f"PrometheusMetrics(namespace={self.namespace!r}, host={self.host!r})"

@@ -286,10 +286,13 @@ def test_state_gathered_while_cut_off_never_reaches_the_fleet(
 def test_an_open_breaker_stays_open_locally_through_an_outage(
     proxy: Proxy, fragile: Callable[..., RedisStore]
 ) -> None:
-    store = fragile(proxy.url)
+    # A roomier timeout: on a loaded machine a 50 ms one can time out the reply that
+    # opens the breaker, and then this process never learns that it is open.
+    store = fragile(proxy.url, timeout=0.3)
     breaker = CircuitBreaker("held", store=store, consecutive_failures=1, open_for=60)
     with pytest.raises(Boom):
         breaker.call(_boom)
+    assert breaker.state == "open"
     proxy.blackhole()
     for _ in range(10):  # open in Redis: rejected from Redis, then from local state
         with pytest.raises(CircuitOpen) as rejected:
