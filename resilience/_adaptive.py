@@ -330,13 +330,7 @@ class AdaptiveConcurrency(Bulkhead):
         """A call admitted at ``start`` ended (``dropped``, or None: no sample)."""
         if dropped is None:
             return
-        core = self._core
-        new = self._limits.sample(
-            start,
-            self._clock.monotonic(),
-            core.max_concurrent + core._debts - len(core.free),
-            dropped,
-        )
+        new = self._limits.sample(start, self._clock.monotonic(), self._core.in_flight, dropped)
         if new is not None:
             self._resize(new)
 

@@ -348,21 +348,19 @@ class CircuitBreaker(Policy):
         now = self._clock.monotonic
         judge_exception, judge_result = self._judge_exception, self._judge_result
         finish, afinish, rejected = self._finish, self._afinish, self._rejected
-        # Async code may only take the lock-free path when the backend never blocks.
-        fast = self._fast if nonblocking else [False]
+        fast = self._fast
         shadow, would_reject = self._shadow, self._would_reject
 
-        async def run(*args: Any, **kwargs: Any) -> Any:
-            permit = backend.standing
+        async def asked(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            """A call without a standing permit: ask the backend (awaiting it unless it
+            never blocks), and hand the outcome back the same way."""
+            permit = acquire() if nonblocking else await backend.aacquire()
             if permit is None:
-                permit = acquire() if nonblocking else await backend.aacquire()
-                if permit is None:
-                    if not shadow:
-                        raise rejected()
-                    would_reject()
-                    return await inner(*args, **kwargs)
-            plain = fast[0]
-            start = None if plain else now()
+                if not shadow:
+                    raise rejected()
+                would_reject()
+                return await inner(*args, **kwargs)
+            start = now()
             try:
                 result = await inner(*args, **kwargs)
             except BaseException as exc:
@@ -372,16 +370,33 @@ class CircuitBreaker(Policy):
                 else:
                     await afinish(permit, verdict, exc)
                 raise
+            if nonblocking:
+                finish(permit, judge_result(result, start), None)
+            else:
+                await afinish(permit, judge_result(result, start), None)
+            return result
+
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            # A standing permit's outcomes never block (BreakerBackend's rule), whatever
+            # the backend: the common case runs as with the in-memory breaker.
+            permit = backend.standing
+            if permit is None:
+                return await asked(args, kwargs)
+            plain = fast[0]
+            start = None if plain else now()
+            try:
+                result = await inner(*args, **kwargs)
+            except BaseException as exc:
+                finish(permit, judge_exception(exc, start), exc)
+                raise
             if plain:
                 ok_until = permit.ok_until
                 if ok_until is INF or now() < ok_until:
                     next(permit.ok)  # type: ignore[arg-type]
                 else:
                     record(permit, False, False)
-            elif nonblocking:
-                finish(permit, judge_result(result, start), None)
             else:
-                await afinish(permit, judge_result(result, start), None)
+                finish(permit, judge_result(result, start), None)
             return result
 
         return run

@@ -1,6 +1,7 @@
 """Bulkhead: the policy, its arguments, and thin sync/async drivers.
 
-Slots and the queue belong to ``_bulkhead_core.BulkheadCore``; this module validates
+Slots and the queue belong to the backend the store hands out
+(``_bulkhead_core.BulkheadCore`` by default); this module validates
 arguments, emits events, and does the waiting: a queued thread sleeps on a lock, a
 queued asyncio task on a future, a queued trio task on an event. A slot handed to a
 waiter from another thread wakes it thread-safely (``loop.call_soon_threadsafe``, the
@@ -27,7 +28,8 @@ from ._bulkhead_core import BulkheadCore, Waiter
 from ._clock import Clock
 from ._events import GLOBAL_LISTENERS
 from ._policy import AsyncRunner, Policy, Runner
-from ._validation import check_duration, check_mode, check_positive_int
+from ._store import BulkheadBackend, BulkheadStore
+from ._validation import check_duration, check_mode, check_name, check_positive_int
 from .errors import BulkheadFull
 
 sniffio: ModuleType | None
@@ -169,6 +171,8 @@ class Bulkhead(Policy):
         max_wait: float | timedelta | None = None,
         *,
         mode: str = "enforce",
+        store: BulkheadStore | None = None,
+        key: str | None = None,
         name: str | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -179,7 +183,16 @@ class Bulkhead(Policy):
         self._max_concurrent, self._max_queue, self._max_wait = _limits(
             max_concurrent, max_queue, max_wait
         )
-        self._core = BulkheadCore(self._max_concurrent, self._max_queue)
+        #: The name of the shared slots in a store (the bulkhead's name unless given).
+        self.key: str | None = check_name(key, "key") if key is not None else self.name
+        core: BulkheadBackend
+        if store is None:
+            core = BulkheadCore(self._max_concurrent, self._max_queue)
+        elif isinstance(store, BulkheadStore):
+            core = store.bulkhead(self.key, self._max_concurrent, self._max_queue)
+        else:
+            raise TypeError(f"store must be a bulkhead store (or None), got {store!r}")
+        self._core = core
         self._blocks: list[None] = []  # see "context managers" below
         self._held: contextvars.ContextVar[tuple[float | None, ...]] = contextvars.ContextVar(
             f"resilience-bulkhead-{id(self)}", default=()
@@ -400,9 +413,10 @@ class Bulkhead(Policy):
             self._leave,
         )
         listeners = self._listeners
+        nonblocking, atry_acquire = core.nonblocking, core.atry_acquire
 
         async def observed(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            fast = try_acquire()
+            fast = try_acquire() if nonblocking else await atry_acquire()
             if not fast:
                 await aacquire()
             start = started(fast)
@@ -413,6 +427,13 @@ class Bulkhead(Policy):
                 raise
             leave(start, None)
             return result
+
+        if not nonblocking:  # a shared store's slots: acquiring is I/O, awaited
+
+            async def run_blocking_backend(*args: Any, **kwargs: Any) -> Any:
+                return await observed(args, kwargs)
+
+            return run_blocking_backend
 
         async def run(*args: Any, **kwargs: Any) -> Any:
             if GLOBAL_LISTENERS or listeners:
@@ -486,7 +507,8 @@ class Bulkhead(Policy):
             self._core.release()
 
     async def __aenter__(self) -> Bulkhead:
-        fast = self._core.try_acquire()
+        core = self._core
+        fast = core.try_acquire() if core.nonblocking else await core.atry_acquire()
         if not fast:
             await self._aacquire()
         return self._entered(fast)

@@ -81,6 +81,9 @@ class BulkheadCore:
 
     __slots__ = ("_debts", "_lock", "free", "max_concurrent", "max_queue", "waiters")
 
+    #: No I/O anywhere: async drivers call ``try_acquire`` directly.
+    nonblocking = True
+
     def __init__(self, max_concurrent: int, max_queue: int) -> None:
         self.max_concurrent = max_concurrent
         self.max_queue = max_queue
@@ -170,6 +173,11 @@ class BulkheadCore:
         except IndexError:
             return False
         return True
+
+    async def atry_acquire(self) -> bool:
+        """``try_acquire``, for the ``BulkheadBackend`` protocol (drivers call the sync
+        one, since the core is ``nonblocking``)."""
+        return self.try_acquire()
 
     def admit(self, make_waiter: Callable[[], W]) -> W | bool:
         """The slow path of acquiring: True when a slot was taken, False when the queue

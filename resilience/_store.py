@@ -8,13 +8,27 @@ fall back to a local core when its server is unreachable.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from ._breaker_core import BreakerMetrics, BreakerSettings, Permit, TransitionCallback
+from ._budget_core import BudgetSettings
+from ._bulkhead_core import Waiter
 from ._clock import Clock
 from ._ratelimit_core import Decision, LimiterSettings, Reservation, Take
 
-__all__ = ["BreakerBackend", "BreakerStore", "LimiterBackend", "LimiterStore"]
+__all__ = [
+    "BreakerBackend",
+    "BreakerStore",
+    "BudgetBackend",
+    "BudgetStore",
+    "BulkheadBackend",
+    "BulkheadStore",
+    "LimiterBackend",
+    "LimiterStore",
+]
+
+W = TypeVar("W", bound=Waiter)
 
 
 class BreakerBackend(Protocol):
@@ -27,6 +41,8 @@ class BreakerBackend(Protocol):
     settings: BreakerSettings
     #: A permit any call may use right now without asking (a local backend's closed
     #: state), or None: then call ``acquire``. Read without a lock, on every call.
+    #: Outcomes of a standing permit go to the sync ``record``/``release``, also from
+    #: async code, so those must not block on I/O for it (``nonblocking`` or not).
     standing: Permit | None
 
     @property
@@ -126,3 +142,90 @@ class LimiterStore(Protocol):
     def token_bucket(
         self, key: str | None, settings: LimiterSettings, clock: Clock
     ) -> LimiterBackend: ...
+
+
+class BudgetBackend(Protocol):
+    """One retry budget's counts, wherever they live. Never blocks on I/O: a shared
+    store decides from what it last learned and reports in the background."""
+
+    #: The ratios in force; ``configure`` replaces them.
+    settings: BudgetSettings
+
+    def record_call(self) -> None: ...
+
+    def try_retry(self) -> bool:
+        """Spend one retry if the budget allows it now (False: refused, nothing spent)."""
+        ...
+
+    def configure(self, settings: BudgetSettings) -> None: ...
+
+
+@runtime_checkable
+class BudgetStore(Protocol):
+    """Something that can hold a retry budget (``store=`` of RetryBudget)."""
+
+    def retry_budget(
+        self, key: str | None, settings: BudgetSettings, clock: Clock
+    ) -> BudgetBackend: ...
+
+
+class BulkheadBackend(Protocol):
+    """One bulkhead's slots and queue, wherever the slots live.
+
+    The in-process backend is ``_bulkhead_core.BulkheadCore``, whose docstring states
+    the rules; a shared store keeps the slots elsewhere and the queue here. Slots are
+    interchangeable: ``release`` gives back one of the slots taken, not a given one.
+    The bulkhead sleeps and wakes its queued callers itself (``Waiter``): a backend
+    grants a slot to a waiter by setting ``granted`` and calling ``wake()``, from any
+    thread.
+    """
+
+    #: True when ``try_acquire`` never blocks on I/O, so async callers may use it
+    #: directly instead of awaiting ``atry_acquire``.
+    nonblocking: bool
+    max_concurrent: int
+    max_queue: int
+
+    @property
+    def in_flight(self) -> int:
+        """Slots taken by this process's calls."""
+        ...
+
+    @property
+    def queued(self) -> int: ...
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free now and nobody here waits."""
+        ...
+
+    def admit(self, make_waiter: Callable[[], W]) -> W | bool:
+        """After ``try_acquire`` failed: True (a slot was taken after all), False (the
+        queue is full: reject), or a queued waiter (built by ``make_waiter``) to sleep
+        on. Never blocks on I/O."""
+        ...
+
+    def withdraw(self, waiter: Waiter) -> bool:
+        """Take ``waiter`` out of the queue; True if it was granted a slot meanwhile."""
+        ...
+
+    def release(self) -> None:
+        """Give back one slot. Never blocks on I/O (a shared store may finish in the
+        background), so a cancelled caller frees its slot at once."""
+        ...
+
+    def overdraw(self) -> bool:
+        """Shadow mode: take a slot even when none is free; True if over the limit."""
+        ...
+
+    def resize(self, max_concurrent: int, max_queue: int) -> None: ...
+
+    async def atry_acquire(self) -> bool:
+        """``try_acquire`` without blocking the event loop."""
+        ...
+
+
+@runtime_checkable
+class BulkheadStore(Protocol):
+    """Something that can hold a bulkhead's slots (``store=`` of Bulkhead)."""
+
+    def bulkhead(self, key: str | None, max_concurrent: int, max_queue: int) -> BulkheadBackend: ...

@@ -921,3 +921,26 @@ def test_unsupported_async_library_is_an_error() -> None:
     with bulkhead, pytest.raises(RuntimeError, match="not in 'curio'"):
         anyio.run(run)
     assert counts(bulkhead) == (0, 0)
+
+
+# -- bulkheads in a store ----------------------------------------------------------------
+
+
+def test_bulkheads_with_the_same_key_in_a_memory_store_share_their_slots() -> None:
+    from resilience.stores import MemoryStore
+
+    store = MemoryStore()
+    one = Bulkhead(2, store=store, name="db")
+    two = Bulkhead(2, store=store, key="db")
+    alone = Bulkhead(2, store=store)
+    assert one.key == two.key == "db"
+    with one, two:
+        assert one.in_flight == two.in_flight == 2
+        with pytest.raises(BulkheadFull):
+            one.call(lambda: None)
+        assert alone.call(lambda: "own slots") == "own slots"
+    assert one.call(lambda: 1) == 1
+    with pytest.raises(ValueError, match="bulkhead 'db' already exists"):
+        Bulkhead(3, store=store, key="db")
+    with pytest.raises(TypeError, match="store must be a bulkhead store"):
+        Bulkhead(1, store=object())  # type: ignore[arg-type]

@@ -72,6 +72,8 @@ def test_settings_are_the_constructor_arguments_in_force() -> None:
         "max_queue": 5,
         "max_wait": None,
         "mode": "enforce",
+        "store": None,
+        "key": None,
     }
     assert timeout.settings == {"seconds": 2.0}
     assert fallback.settings["value"] == "cached"

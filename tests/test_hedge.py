@@ -238,8 +238,18 @@ async def test_attempts_see_the_callers_context_and_deadline(anyio_backend: str)
 
 async def test_cancelling_the_caller_cancels_every_attempt(anyio_backend: str) -> None:
     dependency = Attempts(["stall", "stall"])
-    with anyio.move_on_after(0.05):
-        await Hedge(0.001, 1).acall(dependency)
+
+    async def cancel_once_both_run(scope: anyio.CancelScope) -> None:
+        # Not a fixed delay: on a loaded machine the hedge may start late.
+        while dependency.running < 2:
+            await anyio.sleep(0.001)
+        scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        with anyio.CancelScope() as scope:
+            tg.start_soon(cancel_once_both_run, scope)
+            await Hedge(0.001, 1).acall(dependency)
+    assert scope.cancelled_caught
     assert sorted(dependency.cancelled) == [1, 2]
     assert dependency.running == 0
 

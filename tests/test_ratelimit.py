@@ -665,7 +665,9 @@ async def test_waiters_are_admitted_in_arrival_order_on_virtual_time(clock: Fake
 
 @pytest.mark.anyio
 async def test_waiters_wake_in_arrival_order_on_the_real_clock() -> None:
-    limiter = TokenBucket(50, burst=1, max_wait=2)  # a token every 20 ms
+    # A token every 50 ms: a waiter's sleep starts a moment after its reservation, and on
+    # a loaded machine that moment can stretch past a shorter gap between two slots.
+    limiter = TokenBucket(20, burst=1, max_wait=2)
     woke: list[int] = []
 
     async def caller(i: int) -> None:

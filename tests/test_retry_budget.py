@@ -392,3 +392,42 @@ def test_repr(clock: FakeClock) -> None:
         repr(RetryBudget(0.2, 5, window=30, clock=clock))
         == "RetryBudget(ratio=0.2, min_per_second=5.0, window=30.0)"
     )
+
+
+# -- budgets in a store ------------------------------------------------------------------
+
+
+def test_budgets_with_the_same_key_in_a_memory_store_share_their_counts(
+    clock: FakeClock,
+) -> None:
+    from resilience.stores import MemoryStore
+
+    store = MemoryStore()
+    here = RetryBudget(ratio=0.5, min_per_second=0.0, store=store, key="api", clock=clock)
+    there = RetryBudget(ratio=0.5, min_per_second=0.0, store=store, key="api", clock=clock)
+    alone = RetryBudget(ratio=0.5, min_per_second=0.0, store=store, clock=clock)
+    for _ in range(4):
+        here.record_call()
+    assert take_all(there) == 2  # the calls made through the other handle count
+    assert not here.try_retry()
+    assert take_all(alone) == 0  # no key: a budget of its own
+    with pytest.raises(ValueError, match="retry budget 'api' already exists"):
+        RetryBudget(ratio=0.25, store=store, key="api", clock=clock)
+
+
+def test_a_store_must_be_a_budget_store() -> None:
+    with pytest.raises(TypeError, match="store must be a retry budget store"):
+        RetryBudget(store=object())  # type: ignore[arg-type]
+
+
+def test_changing_the_ratio_keeps_the_counts(clock: FakeClock) -> None:
+    budget = RetryBudget(ratio=0.5, min_per_second=0.0, clock=clock)
+    for _ in range(4):
+        budget.record_call()
+    assert take_all(budget) == 2
+    budget.ratio = 1.0
+    assert take_all(budget) == 2  # 4 allowed now, 2 spent
+    with pytest.raises(ValueError, match="ratio"):
+        budget.ratio = 2.0
+    with pytest.raises(ValueError, match="min_per_second"):
+        budget.min_per_second = -1.0

@@ -1,16 +1,28 @@
 """Where policies keep their state: in memory (default) or shared (``stores.redis``).
 
 Store authors implement :class:`BreakerStore`, which hands out a
-:class:`BreakerBackend` per breaker, and :class:`LimiterStore`, which hands out a
-:class:`LimiterBackend` per token bucket; the other names here are the types that
-cross those boundaries.
+:class:`BreakerBackend` per breaker, :class:`LimiterStore` (a :class:`LimiterBackend`
+per token bucket), :class:`BudgetStore` (a :class:`BudgetBackend` per retry budget) and
+:class:`BulkheadStore` (a :class:`BulkheadBackend` per bulkhead); the other names here
+are the types that cross those boundaries.
 """
 
 from __future__ import annotations
 
 from .._breaker_core import BreakerMetrics, BreakerSettings, Permit, TransitionCallback
+from .._budget_core import BudgetSettings
+from .._bulkhead_core import Waiter
 from .._ratelimit_core import Decision, LimiterSettings, Reservation, Take
-from .._store import BreakerBackend, BreakerStore, LimiterBackend, LimiterStore
+from .._store import (
+    BreakerBackend,
+    BreakerStore,
+    BudgetBackend,
+    BudgetStore,
+    BulkheadBackend,
+    BulkheadStore,
+    LimiterBackend,
+    LimiterStore,
+)
 from .memory import MemoryStore
 
 __all__ = [
@@ -18,6 +30,11 @@ __all__ = [
     "BreakerMetrics",
     "BreakerSettings",
     "BreakerStore",
+    "BudgetBackend",
+    "BudgetSettings",
+    "BudgetStore",
+    "BulkheadBackend",
+    "BulkheadStore",
     "Decision",
     "LimiterBackend",
     "LimiterSettings",
@@ -27,4 +44,5 @@ __all__ = [
     "Reservation",
     "Take",
     "TransitionCallback",
+    "Waiter",
 ]

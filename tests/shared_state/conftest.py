@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-from redis_helpers import Cluster, Proxy
+from redis_helpers import Cluster, Proxy, Workers
 
 from resilience.stores.redis import AsyncRedisStore, RedisStore
 from resilience.testing import RedisServer
@@ -115,3 +115,10 @@ def cluster() -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.cleanup()
+
+
+@pytest.fixture
+def workers() -> Iterator[Workers]:
+    pool = Workers()
+    yield pool
+    pool.kill_all()

@@ -1,15 +1,24 @@
-"""Test-only helpers around real Redis servers: a 3-node cluster and a TCP proxy that
-can blackhole traffic. (A single server is ``resilience.testing.RedisServer``.)"""
+"""Test-only helpers around real Redis servers: a 3-node cluster, a TCP proxy that
+can blackhole traffic, and worker processes (``redis_worker.py``). (A single server is
+``resilience.testing.RedisServer``.)"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import selectors
 import socket
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import pytest
+
+from resilience import CircuitBreaker
 from resilience._redis_server import RedisServer, command, find_redis_binary, free_port
 
 
@@ -162,3 +171,94 @@ class Proxy:
             sock.close()
         self._listener.close()
         self._selector.close()
+
+
+WORKER = Path(__file__).with_name("redis_worker.py")
+
+
+class Workers:
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen[str]] = []
+
+    def spawn(self, count: int, mode: str, args: dict[str, Any]) -> list[subprocess.Popen[str]]:
+        started = [
+            subprocess.Popen(
+                [sys.executable, str(WORKER), mode, json.dumps(args)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(count)
+        ]
+        self.processes += started
+        for process in started:
+            assert process.stdout is not None
+            line = process.stdout.readline().strip()
+            assert line == "ready", f"worker said {line!r}"
+        return started
+
+    @staticmethod
+    def start(processes: list[subprocess.Popen[str]], delay: float = 0.2) -> float:
+        """Tell every worker to begin at the same instant, ``delay`` from now."""
+        start = time.time() + delay
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write(f"{start}\n")
+            process.stdin.flush()
+        return start
+
+    def fleet(self, count: int, mode: str, args: dict[str, Any]) -> list[Any]:
+        """``count`` processes forked from one worker, each with its own store, started
+        at the same instant: their results."""
+        [parent] = self.spawn(1, "fleet", {**args, "inner": mode, "count": count})
+        self.start([parent])
+        [results] = self.results([parent])
+        assert len(results) == count
+        return results  # type: ignore[no-any-return]
+
+    @staticmethod
+    def results(processes: list[subprocess.Popen[str]], timeout: float = 30) -> list[Any]:
+        out = []
+        for process in processes:
+            stdout, _ = process.communicate(timeout=timeout)
+            assert process.returncode == 0
+            out.append(json.loads(stdout.strip().splitlines()[-1]))
+        return out
+
+    def kill_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            for stream in (process.stdin, process.stdout):
+                if stream is not None:
+                    stream.close()
+
+
+def store_args(redis_url: str, prefix: str, **store: Any) -> dict[str, Any]:
+    return {"url": redis_url, "store": {"prefix": prefix, "timeout": 2.0, **store}}
+
+
+class Boom(Exception):
+    pass
+
+
+def boom() -> None:
+    raise Boom
+
+
+def fail(breaker: CircuitBreaker, times: int = 1) -> None:
+    for _ in range(times):
+        with pytest.raises(Boom):
+            breaker.call(boom)
+
+
+def eventually(
+    check: Callable[[], bool],
+    timeout: float = 5.0,
+    message: Callable[[], str] = lambda: "condition not met in time",
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, message()
+        time.sleep(0.005)

@@ -13,6 +13,7 @@ interpreters takes seconds on a busy machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -20,7 +21,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from resilience import CircuitBreaker, CircuitOpen, RateLimited, TokenBucket
+from resilience import (
+    CircuitBreaker,
+    CircuitOpen,
+    Constant,
+    CountWindow,
+    RateLimited,
+    Retry,
+    RetryBudget,
+    TokenBucket,
+)
 from resilience.stores.redis import RedisStore
 
 Begin = Callable[[], float]
@@ -116,7 +126,85 @@ def forked(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, A
     return report
 
 
-MODES = {"half_open": half_open, "hold_trial": hold_trial, "bucket": bucket, "forked": forked}
+def retry_budget(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, Any]:
+    """Call a dependency that always fails, through a Retry that would retry every call
+    twice, under the fleet's budget. Report the calls made and the retries granted."""
+    budget = RetryBudget(store=store, key="fleet", **args["budget"])
+    retry = Retry(attempts=3, backoff=Constant(0), budget=budget)
+    attempts = calls = 0
+
+    def fails() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise OSError("down")
+
+    start = begin()
+    while time.time() < start + args["seconds"]:
+        calls += 1
+        with contextlib.suppress(OSError):
+            retry.call(fails)
+        time.sleep(args["pause"])
+    return {"calls": calls, "retries": attempts - calls}
+
+
+def observe(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, Any]:
+    """Watch a breaker's state (no calls, so no reports: only pub/sub and polls can
+    tell this process) until it reads ``target``: report the wall time it did."""
+    breaker = CircuitBreaker(store=store, **args["breaker"])
+    start = begin()
+    seen = None
+    while time.time() < start + args["seconds"]:
+        if breaker.state == args["target"]:
+            seen = time.time()
+            break
+        time.sleep(0.001)
+    return {"seen": seen}
+
+
+class Boom(Exception):
+    pass
+
+
+def onset(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, Any]:
+    """Call through a breaker a dependency that starts failing at a fixed instant: report
+    the calls admitted before and after it, and when the first call was rejected."""
+    settings = dict(args["breaker"])
+    settings["window"] = CountWindow(settings["window"]["size"])
+    breaker = CircuitBreaker(store=store, **settings)
+    before = after = 0
+    rejected_at = None
+    start = begin()
+    failing_from = start + args["healthy"]
+
+    def dependency() -> None:
+        nonlocal before, after
+        if time.time() < failing_from:
+            before += 1
+            return
+        after += 1
+        raise Boom
+
+    while time.time() < failing_from + args["failing"]:
+        try:
+            breaker.call(dependency)
+        except Boom:
+            pass
+        except CircuitOpen:
+            if rejected_at is None:
+                rejected_at = time.time()
+        time.sleep(args["pause"])
+    return {"before": before, "after": after, "rejected_at": rejected_at}
+
+
+MODES = {
+    "observe": observe,
+    "onset": onset,
+    "half_open": half_open,
+    "hold_trial": hold_trial,
+    "bucket": bucket,
+    "forked": forked,
+    "retry_budget": retry_budget,
+}
 
 
 def run(mode: str, args: dict[str, Any], begin: Begin) -> Any:

@@ -9,35 +9,11 @@ from collections.abc import Callable
 
 import pytest
 import redis
+from redis_helpers import Boom, eventually, fail
 
 from resilience import CircuitBreaker, CircuitOpen, CountWindow, Event, TokenBucket, listen
 from resilience.stores.redis import RedisStore
 from resilience.testing import FakeClock
-
-
-class Boom(Exception):
-    pass
-
-
-def boom() -> None:
-    raise Boom
-
-
-def fail(breaker: CircuitBreaker, times: int = 1) -> None:
-    for _ in range(times):
-        with pytest.raises(Boom):
-            breaker.call(boom)
-
-
-def eventually(
-    check: Callable[[], bool],
-    timeout: float = 5.0,
-    message: Callable[[], str] = lambda: "condition not met in time",
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, message()
-        time.sleep(0.005)
 
 
 def test_failures_through_one_store_open_the_breaker_for_another(
@@ -348,3 +324,58 @@ def test_a_store_does_not_keep_dropped_policies(make_store: Callable[..., RedisS
     assert len(store._breakers.items) == 0
     assert len(store._buckets.items) == 0
     assert len(store.breakers()) == 20  # their state stays in Redis until it expires
+
+
+@pytest.mark.parametrize("window", [60.0, CountWindow(20)])
+def test_min_instances_keeps_one_bad_instance_from_opening_the_fleets_breaker(
+    make_store: Callable[..., RedisStore], window: float | CountWindow
+) -> None:
+    stores = [make_store(min_instances=2) for _ in range(3)]
+    settings = {"failure_rate": 0.5, "minimum_calls": 4, "window": window}
+    one, two, three = (CircuitBreaker("guarded", store=s, **settings) for s in stores)
+    fail(one, 10)  # one instance's failures only: well over the rate, but alone
+    assert two.state == "closed"
+    assert two.metrics().failures == 10
+    assert three.call(lambda: 3) == 3
+    fail(two)  # a second instance reports a failure: the guard is met
+    assert two.state == "open"
+    eventually(lambda: one.state == three.state == "open")  # told by pub/sub
+
+
+def test_min_instances_also_guards_consecutive_failures(
+    make_store: Callable[..., RedisStore],
+) -> None:
+    here, there = (
+        CircuitBreaker("streak", store=make_store(min_instances=2), consecutive_failures=3)
+        for _ in range(2)
+    )
+    fail(here, 5)
+    assert there.state == "closed"
+    fail(there)
+    assert there.state == "open"
+
+
+def test_store_options_are_checked(make_store: Callable[..., RedisStore]) -> None:
+    with pytest.raises(ValueError, match="min_instances"):
+        make_store(min_instances=0)
+    with pytest.raises(ValueError, match="sync_mode must be 'strict' or 'local-first'"):
+        make_store(sync_mode="eventual")
+    with pytest.raises(ValueError, match="flush_interval"):
+        make_store(flush_interval=0)
+    with pytest.raises(ValueError, match="poll_interval must be at least flush_interval"):
+        make_store(flush_interval=0.5, poll_interval=0.1)
+    store = make_store()
+    with pytest.raises(ValueError, match="slot_lease"):
+        store.with_options(slot_lease=-1)
+    guarded = store.with_options(min_instances=3)
+    assert (guarded.min_instances, store.min_instances) == (3, None)
+    assert guarded.with_options(flush_interval=0.2).min_instances == 3
+    assert guarded.with_options(min_instances=None).min_instances is None
+
+
+def test_a_name_is_shared_one_way_in_a_store(make_store: Callable[..., RedisStore]) -> None:
+    store = make_store()
+    kept = CircuitBreaker("one-way", store=store)
+    with pytest.raises(ValueError, match="other store options"):
+        CircuitBreaker("one-way", store=store.with_options(min_instances=2))
+    assert kept.state == "closed"

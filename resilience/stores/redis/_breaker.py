@@ -106,6 +106,7 @@ class RedisBreaker:
         self._state: str = CLOSED
         self._code = 0
         self._epoch = -1
+        self._changes = 0  # how many times the known state changed
         self._open_until = 0.0  # local monotonic time
         self._reported: str = CLOSED  # the state the last event said
         self._retry_at: float | None = 0.0  # of the last rejection
@@ -153,10 +154,22 @@ class RedisBreaker:
             f"consecutive={consecutive} trials={trials} idle={self._idle_ms} "
             f"wttl={_ms(window_ttl)}"
         )
+        quorum = self._options.min_instances
+        if quorum is not None:
+            # Failures count towards the guard for a window's time (a count window:
+            # until the next transition).
+            horizon = "-" if isinstance(window, CountWindow) else str(round(window * 1e6))
+            self._record_settings += (
+                f" quorum={quorum} inst={self._options.instance.id} qwin={horizon}"
+            )
         self.settings = settings
         self._open_cache = (-1, "")
         if self._local is not None:
             self._local.configure(settings)
+
+    def after_fork(self) -> None:
+        """In a forked child: the instance id (in the settings sent) is a new one."""
+        self.configure(self.settings)
 
     def subscribe(self, notify: TransitionCallback) -> None:
         """Also tell ``notify`` about transitions (another breaker of the same name)."""
@@ -164,21 +177,32 @@ class RedisBreaker:
 
     # -- what this process knows -------------------------------------------------------
 
-    def learn(self, code: int, epoch: int, open_remaining_us: int) -> None:
-        """A reply or a message said: state ``code`` at ``epoch``. Older news is ignored."""
+    def learn(
+        self, code: int, epoch: int, open_remaining_us: int, since: int | None = None
+    ) -> None:
+        """A reply or a message said: state ``code`` at ``epoch``. Older news is ignored,
+        except from a snapshot of the whole state asked for when this process had learnt
+        ``since`` changes, and none since: then Redis really went back (a failover lost
+        the last transitions) and its epoch is adopted as it is."""
         if epoch == self._epoch and code == self._code and code != 1:
             return  # nothing new (the common case: closed, as last time)
         with self._lock:
-            if epoch < self._epoch:
+            if epoch < self._epoch and (since is None or since != self._changes):
                 return
             state = STATES[code]
             if state is OPEN:
                 self._open_until = self._now() + open_remaining_us / 1e6
-            self._epoch = epoch
-            self._code = code
-            self._state = state
+            if epoch != self._epoch or code != self._code:
+                self._changes += 1
+                self._epoch = epoch
+                self._code = code
+                self._state = state
+                self._adopted()
         if state is not self._reported and self._link.up:
             self._report(state)
+
+    def _adopted(self) -> None:
+        """The known state changed (under the lock): a hook for the local-first mode."""
 
     def _report(self, state: str) -> None:
         with self._report_lock:
@@ -207,7 +231,7 @@ class RedisBreaker:
     # -- script arguments and replies ---------------------------------------------------
 
     def _permit_id(self) -> str:
-        return f"{self._options.instance}:{next(self._ids)}"
+        return f"{self._options.instance.id}:{next(self._ids)}"
 
     def _admitted(self, reply: Sequence[Any], permit_id: str) -> Permit | None:
         code, epoch, verdict, wait, opens = map(int, reply)
@@ -221,26 +245,30 @@ class RedisBreaker:
         self._retry_at = None if wait < 0 else self._now() + (0 if code == 2 else wait / 1e6)
         return None
 
-    def _outcome_args(self, permit: RedisPermit, failed: bool, slow: bool) -> tuple[str, ...]:
+    def _open_arg(self, opens: int) -> str:
+        """How long the next open lasts (us), after ``opens`` opens in a row."""
         open_us = self._open_us
         if open_us is None:  # a callable open_for: the duration of the next open
-            opens, open_us = self._open_cache
-            if opens != permit.opens:
-                self._last_open = self.settings.open_duration(permit.opens + 1, self._last_open)
+            cached, open_us = self._open_cache
+            if cached != opens:
+                self._last_open = self.settings.open_duration(opens + 1, self._last_open)
                 open_us = str(round(self._last_open * 1e6))
-                self._open_cache = (permit.opens, open_us)
+                self._open_cache = (opens, open_us)
+        return open_us
+
+    def _outcome_args(self, permit: RedisPermit, failed: bool, slow: bool) -> tuple[str, ...]:
         return (
             str(permit.epoch),
             _OUTCOMES[failed + 2 * slow],
             permit.id,
-            open_us,
+            self._open_arg(permit.opens),
             self._record_settings,
             self._time(),
         )
 
-    def _recorded(self, reply: Sequence[Any]) -> None:
+    def _recorded(self, reply: Sequence[Any], since: int | None = None) -> None:
         code, epoch, remaining, reshaped = map(int, reply)
-        self.learn(code, epoch, remaining)
+        self.learn(code, epoch, remaining, since)
         if reshaped and not self._window_warned:
             self._window_warned = True
             _log.warning(
@@ -326,9 +354,10 @@ class RedisBreaker:
         """Learn the shared state now (a new backend; a listener that may have missed
         messages)."""
         if self._link.up:
+            since = self._changes
             reply = self._link.run(CB_STATUS, self._keys, (self._time(),))
             if reply is not FAILED and reply:
-                self.learn(int(reply[0]), int(reply[1]), int(reply[2]))
+                self.learn(int(reply[0]), int(reply[1]), int(reply[2]), since)
 
     def snapshot(self) -> BreakerMetrics:
         if self._link.up:

@@ -7,13 +7,19 @@ Redis Cluster slot::
     <prefix>:cb:{<name>}:w    breaker window counts (hash)
     <prefix>:cb:{<name>}:r    count-window ring (string)
     <prefix>:cb:{<name>}:hp   half-open trial leases (sorted set)
+    <prefix>:cb:{<name>}:in   instances that reported failures (sorted set)
     <prefix>:cb:{<name>}:ev   transitions (pub/sub channel)
     <prefix>:tb:{<key>}       token bucket (hash)
+    <prefix>:rb:{<key>}       retry budget: calls and retries per time bucket (hash)
+    <prefix>:rb:{<key>}:i     retry budget: instances reporting (sorted set)
+    <prefix>:bh:{<key>}:h     bulkhead: slot leases by holder (sorted set)
+    <prefix>:bh:{<key>}:i     bulkhead: instances alive (sorted set)
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,12 +27,17 @@ from ..._breaker_core import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN
 from ..._clock import Clock, SystemClock
 
 __all__ = [
+    "LOCAL_FIRST",
     "STATES",
+    "STRICT",
+    "Instance",
     "StoreOptions",
     "breaker_keys",
     "breaker_name",
     "bucket_key",
     "bucket_name",
+    "budget_keys",
+    "bulkhead_keys",
     "glob_escape",
     "script_time",
 ]
@@ -35,23 +46,68 @@ __all__ = [
 STATES = (CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED)
 
 
+STRICT = "strict"
+LOCAL_FIRST = "local-first"
+
+
+class Instance:
+    """This process's identity in Redis (trial permits, bulkhead holders, the
+    reporters a guard counts): one per store, and a new one in a forked child."""
+
+    __slots__ = ("id",)
+
+    def __init__(self) -> None:
+        self.id = uuid.uuid4().hex[:12]
+
+    def renew(self) -> None:
+        self.id = uuid.uuid4().hex[:12]
+
+
 @dataclass(frozen=True, slots=True)
 class StoreOptions:
-    """What a store tells each of its backends."""
+    """What a store (or a view of it, ``with_options``) tells each of its backends."""
 
     prefix: str
     #: "local": decide from local state when Redis fails; "closed": refuse.
     on_store_error: str
     trial_lease: float
     key_ttl: float
-    #: Unique per store object: trial permit ids start with it.
-    instance: str
+    instance: Instance
+    #: "strict": every decision asks Redis; "local-first": breakers decide from a
+    #: local copy and report in batches, token buckets lease tokens.
+    sync_mode: str = STRICT
+    flush_interval: float = 0.1
+    poll_interval: float = 1.0
+    #: Breakers open only when at least this many instances reported failures.
+    min_instances: int | None = None
+    #: Local-first token buckets: the most tokens one lease takes (None: one flush
+    #: interval's worth of the bucket's rate).
+    lease_tokens: int | None = None
+    #: Bulkhead slots are leases of this many seconds, renewed while the call runs.
+    slot_lease: float = 5.0
 
 
-def breaker_keys(prefix: str, name: str) -> tuple[tuple[str, str, str, str], str]:
-    """The four keys of breaker ``name`` (state, window, ring, trials) and its channel."""
+def breaker_keys(prefix: str, name: str) -> tuple[tuple[str, str, str, str, str], str]:
+    """The five keys of breaker ``name`` (state, window, ring, trials, failure
+    reporters) and its channel."""
     base = f"{prefix}:cb:{{{name}}}"
-    return (f"{base}:s", f"{base}:w", f"{base}:r", f"{base}:hp"), f"{base}:ev"
+    return (
+        f"{base}:s",
+        f"{base}:w",
+        f"{base}:r",
+        f"{base}:hp",
+        f"{base}:in",
+    ), f"{base}:ev"
+
+
+def budget_keys(prefix: str, key: str) -> tuple[str, str]:
+    base = f"{prefix}:rb:{{{key}}}"
+    return base, f"{base}:i"
+
+
+def bulkhead_keys(prefix: str, key: str) -> tuple[str, str]:
+    base = f"{prefix}:bh:{{{key}}}"
+    return f"{base}:h", f"{base}:i"
 
 
 def breaker_name(prefix: str, key_or_channel: str) -> str:

@@ -151,6 +151,9 @@ class RedisBucket:
         if self._local is not None:
             self._local.configure(settings)
 
+    def after_fork(self) -> None:
+        """In a forked child: nothing of the parent's to drop (no state here)."""
+
     # -- local decisions ---------------------------------------------------------------
 
     def _local_core(self) -> BucketCore:

@@ -71,12 +71,18 @@ class Link:
         self._down_since = 0.0
         self._next_probe = 0.0
         self._recovered: list[Callable[[], None]] = []
+        self._cut_off: list[Callable[[], None]] = []
         #: Calls that failed since the link was made.
         self.failures = 0
 
     def on_recovered(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` (from the probe thread) each time the link comes back."""
         self._recovered.append(callback)
+
+    def on_cut_off(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` (from the thread whose call failed last; it must not
+        block) each time the link is cut off."""
+        self._cut_off.append(callback)
 
     # -- calls -------------------------------------------------------------------------
 
@@ -137,6 +143,7 @@ class Link:
         )
         emit((), Event("store", self.name, "unavailable", time.monotonic(), exception=exc))
         self._start_prober()
+        self._tell(self._cut_off, "reacting to the outage")
 
     def _start_prober(self) -> None:
         if self._stop.is_set():
@@ -166,17 +173,20 @@ class Link:
             self.generation += 1
             self.up = True
             outage = time.monotonic() - self._down_since
-        for callback in self._recovered:
-            try:
-                callback()
-            except Exception:
-                _log.exception("redis store %s: resync after recovery failed", self.name)
+        self._tell(self._recovered, "resync after recovery")
         _log.warning(
             "redis store %s: available again after %.3fs; shared state back in use",
             self.name,
             outage,
         )
         emit((), Event("store", self.name, "recovered", time.monotonic(), duration=outage))
+
+    def _tell(self, callbacks: list[Callable[[], None]], what: str) -> None:
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                _log.exception("redis store %s: %s failed", self.name, what)
 
     def close(self) -> None:
         """Stop probing (for good)."""

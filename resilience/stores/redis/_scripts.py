@@ -18,12 +18,16 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 __all__ = [
+    "BH_STATUS",
+    "BH_SYNC",
     "CB_ACQUIRE",
+    "CB_FLUSH",
     "CB_FORCE",
     "CB_RECORD",
     "CB_RELEASE",
     "CB_STATUS",
     "PING",
+    "RB_FLUSH",
     "SCRIPTS",
     "TB_CANCEL",
     "TB_PEEK",
@@ -57,10 +61,14 @@ CB_RECORD = _script("cb_record", "breaker")
 CB_RELEASE = _script("cb_release", "breaker")
 CB_FORCE = _script("cb_force", "breaker")
 CB_STATUS = _script("cb_status", "breaker")
+CB_FLUSH = _script("cb_flush", "breaker")
 TB_TAKE = _script("tb_take")
 TB_CANCEL = _script("tb_cancel")
 TB_PEEK = _script("tb_peek")
 TB_RESHAPE = _script("tb_reshape")
+RB_FLUSH = _script("rb_flush")
+BH_SYNC = _script("bh_sync")
+BH_STATUS = _script("bh_status")
 SCRIPTS = (
     PING,
     CB_ACQUIRE,
@@ -68,10 +76,14 @@ SCRIPTS = (
     CB_RELEASE,
     CB_FORCE,
     CB_STATUS,
+    CB_FLUSH,
     TB_TAKE,
     TB_CANCEL,
     TB_PEEK,
     TB_RESHAPE,
+    RB_FLUSH,
+    BH_SYNC,
+    BH_STATUS,
 )
 
 

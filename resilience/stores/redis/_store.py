@@ -12,11 +12,13 @@ probe and the pub/sub listener, which run on threads in both stores.
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import logging
 import math
 import os
 import threading
-import uuid
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -29,11 +31,14 @@ import redis.asyncio
 
 from ..._backoff import Backoff, Exponential
 from ..._breaker_core import BreakerSettings, TransitionCallback
+from ..._budget_core import BudgetSettings
 from ..._clock import Clock
 from ..._ratelimit_core import LimiterSettings
 from ..._validation import check_duration, check_positive_int
 from ._admin import BreakerStatus, BucketStatus, parse_breaker_status, parse_bucket_status
+from ._background import Worker
 from ._breaker import RedisBreaker
+from ._budget import RedisBudget
 from ._clients import (
     adrop_idle_connections,
     async_client,
@@ -43,6 +48,9 @@ from ._clients import (
     sync_twin,
 )
 from ._layout import (
+    LOCAL_FIRST,
+    STRICT,
+    Instance,
     StoreOptions,
     breaker_keys,
     breaker_name,
@@ -52,6 +60,7 @@ from ._layout import (
 )
 from ._limiter import RedisBucket
 from ._link import Link, StoreMisuse
+from ._local_first import LocalFirstBreaker
 from ._scripts import CB_FORCE, CB_STATUS, PING, SCRIPTS, TB_PEEK, Script, aevalsha, evalsha
 
 __all__ = ["AsyncRedisStore", "RedisStore"]
@@ -61,13 +70,14 @@ _log = logging.getLogger("resilience")
 SyncClient = redis.Redis | redis.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.RedisCluster
 _ON_STORE_ERROR = ("local", "closed")
+_SYNC_MODES = (STRICT, LOCAL_FIRST)
 #: How long the first breaker of a store waits for the transition listener to subscribe.
 _SUBSCRIBE_WAIT = 1.0
 _ACTIONS = ("open", "close", "reset", "disable")
 #: Stores alive in this process, told when it forks.
 _STORES: weakref.WeakSet[_SharedStore] = weakref.WeakSet()
 
-B = TypeVar("B", RedisBreaker, RedisBucket)
+B = TypeVar("B", RedisBreaker, RedisBucket, RedisBudget)
 StoreT = TypeVar("StoreT", bound="_SharedStore")
 
 
@@ -98,19 +108,51 @@ class _Registry(Generic[B]):
         self._what = what
         self._lock = threading.Lock()
         self.items: weakref.WeakValueDictionary[str, B] = weakref.WeakValueDictionary()
+        self.variants: dict[int, object] = {}
 
-    def get(self, name: str, settings: object, make: Callable[[], B]) -> tuple[B, bool]:
+    def get(
+        self, name: str, settings: object, make: Callable[[], B], variant: object = None
+    ) -> tuple[B, bool]:
+        """The backend of ``name``, made if there is none. ``variant``: how the store
+        shares it (say, ``sync_mode``), which must match too."""
         with self._lock:
             backend = self.items.get(name)
             if backend is None:
                 backend = self.items[name] = make()
+                self.variants[id(backend)] = variant
+                weakref.finalize(backend, self.variants.pop, id(backend), None)
                 return backend, True
         if backend.settings != settings:
             raise ValueError(
                 f"{self._what} {name!r} already exists in this store with other settings "
                 f"({backend.settings}); give this one another name or the same settings"
             )
+        if self.variants.get(id(backend)) != variant:
+            raise ValueError(
+                f"{self._what} {name!r} already exists in this store with other store "
+                f"options ({self.variants.get(id(backend))}, not {variant}); give this one "
+                "another name or the same options"
+            )
         return backend, False
+
+
+class _Unset:
+    """The default of ``with_options`` arguments whose ``None`` means something."""
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+UNSET = _Unset()
+
+
+class _Life:
+    """What a store and its views (``with_options``) share about being open."""
+
+    __slots__ = ("closed",)
+
+    def __init__(self) -> None:
+        self.closed = False
 
 
 class _SharedStore:
@@ -119,6 +161,8 @@ class _SharedStore:
     _client: SyncClient
     #: True when the store made its clients (from_url), and so closes them.
     _owns_client: bool
+    #: The store this one is a view of (itself for a store made by a constructor).
+    _root: _SharedStore
 
     def __init__(
         self,
@@ -132,6 +176,12 @@ class _SharedStore:
         reconnect: Backoff | None,
         trial_lease: float | timedelta,
         key_ttl: float | timedelta,
+        sync_mode: str = STRICT,
+        flush_interval: float | timedelta = 0.1,
+        poll_interval: float | timedelta = 1.0,
+        min_instances: int | None = None,
+        lease_tokens: int | None = None,
+        slot_lease: float | timedelta = 5.0,
     ) -> None:
         self.prefix = _check_prefix(prefix)
         if on_store_error not in _ON_STORE_ERROR:
@@ -144,8 +194,18 @@ class _SharedStore:
             on_store_error=on_store_error,
             trial_lease=check_duration("trial_lease", trial_lease, positive=True),
             key_ttl=check_duration("key_ttl", key_ttl, positive=True),
-            instance=uuid.uuid4().hex[:12],
+            instance=Instance(),
+            **_fleet_options(
+                sync_mode=sync_mode,
+                flush_interval=flush_interval,
+                poll_interval=poll_interval,
+                min_instances=min_instances,
+                lease_tokens=lease_tokens,
+                slot_lease=slot_lease,
+            ),
         )
+        self._root = self
+        self._life = _Life()
         self._client = client
         self._link = Link(
             self.prefix,
@@ -157,9 +217,73 @@ class _SharedStore:
         )
         self._breakers: _Registry[RedisBreaker] = _Registry("circuit breaker")
         self._buckets: _Registry[RedisBucket] = _Registry("token bucket")
+        self._budgets: _Registry[RedisBudget] = _Registry("retry budget")
         self._listener: _TransitionListener | None = None
-        self._closed = False
+        self._worker = Worker(self.prefix)
+        self._link.on_cut_off(self._worker.link_changed)
+        self._link.on_recovered(self._worker.link_changed)
         _STORES.add(self)
+
+    # -- options ------------------------------------------------------------------------
+
+    @property
+    def sync_mode(self) -> str:
+        """``"strict"`` or ``"local-first"``: how breakers and token buckets of this store
+        (or view) share their state."""
+        return self._options.sync_mode
+
+    @property
+    def flush_interval(self) -> float:
+        return self._options.flush_interval
+
+    @property
+    def poll_interval(self) -> float:
+        return self._options.poll_interval
+
+    @property
+    def min_instances(self) -> int | None:
+        return self._options.min_instances
+
+    @property
+    def lease_tokens(self) -> int | None:
+        return self._options.lease_tokens
+
+    @property
+    def slot_lease(self) -> float:
+        return self._options.slot_lease
+
+    def with_options(
+        self: StoreT,
+        *,
+        sync_mode: str | None = None,
+        flush_interval: float | timedelta | None = None,
+        poll_interval: float | timedelta | None = None,
+        min_instances: int | _Unset | None = UNSET,
+        lease_tokens: int | _Unset | None = UNSET,
+        slot_lease: float | timedelta | None = None,
+    ) -> StoreT:
+        """A view of this store whose policies share their state another way: the same
+        connections, background threads and outage handling, other options for the
+        policies given it (``store=store.with_options(sync_mode="local-first")``).
+        Options not given keep this store's values. Closing a view closes the store."""
+        current = self._options
+        changes = _fleet_options(
+            sync_mode=current.sync_mode if sync_mode is None else sync_mode,
+            flush_interval=current.flush_interval if flush_interval is None else flush_interval,
+            poll_interval=current.poll_interval if poll_interval is None else poll_interval,
+            min_instances=current.min_instances
+            if isinstance(min_instances, _Unset)
+            else min_instances,
+            lease_tokens=current.lease_tokens if isinstance(lease_tokens, _Unset) else lease_tokens,
+            slot_lease=current.slot_lease if slot_lease is None else slot_lease,
+        )
+        view = copy.copy(self)
+        view._options = dataclasses.replace(current, **changes)
+        return view
+
+    def _variant(self, *names: str) -> tuple[object, ...]:
+        """The options named, as a registry compares them (see ``_Registry.get``)."""
+        return tuple(getattr(self._options, name) for name in names)
 
     # -- the store protocols ------------------------------------------------------------
 
@@ -177,14 +301,25 @@ class _SharedStore:
                 "every instance shares, e.g. CircuitBreaker('payments', store=store)"
             )
         self._check_open()
-        backend, made = self._breakers.get(
-            name,
-            settings,
-            lambda: RedisBreaker(self._link, self._options, name, settings, clock, notify),
-        )
+        options = self._options
+
+        def make() -> RedisBreaker:
+            if options.sync_mode == LOCAL_FIRST:
+                worker = self._worker
+                return LocalFirstBreaker(self._link, options, worker, name, settings, clock, notify)
+            return RedisBreaker(self._link, options, name, settings, clock, notify)
+
+        variant: tuple[object, ...] = self._variant("sync_mode", "min_instances")
+        if options.sync_mode == LOCAL_FIRST:
+            variant += self._variant("flush_interval", "poll_interval")
+        backend, made = self._breakers.get(name, settings, make, variant)
         if made:
             self._listen()
-            backend.refresh()
+            if isinstance(backend, LocalFirstBreaker):
+                backend.sync(time.monotonic(), force=True)  # learn, or make, the state
+                self._worker.add(backend)
+            else:
+                backend.refresh()
         else:
             backend.subscribe(notify)
         return backend
@@ -202,9 +337,41 @@ class _SharedStore:
         )
         return backend
 
+    def retry_budget(self, key: str | None, settings: BudgetSettings, clock: Clock) -> RedisBudget:
+        """The fleet's retry budget ``key`` (``BudgetStore`` protocol): decided from
+        what this process last learned, reported in the background."""
+        if key is None:
+            raise ValueError(
+                "a retry budget shared through Redis needs a key: it is the name every "
+                "instance shares, e.g. RetryBudget(0.1, store=store, key='payments')"
+            )
+        self._check_open()
+        options = self._options
+        backend, made = self._budgets.get(
+            key,
+            settings,
+            lambda: RedisBudget(self._link, options, key, settings, clock),
+            self._variant("flush_interval", "poll_interval"),
+        )
+        if made:
+            backend.report()
+            self._worker.add(backend)
+        return backend
+
+    def flush(self) -> None:
+        """Do now, in this thread, what the store's background worker would do soon:
+        send the outcome counts and calls not reported yet, learn the state of every
+        local-first policy, renew slot leases. (The worker does it on its own; this is
+        for tests and for a process about to stop.)"""
+        self._worker.flush()
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
+
+    @property
+    def _closed(self) -> bool:
+        return self._life.closed
 
     # -- health ------------------------------------------------------------------------
 
@@ -320,6 +487,12 @@ class _SharedStore:
         reconnect: Backoff | None = None,
         trial_lease: float | timedelta = 10.0,
         key_ttl: float | timedelta = 86400.0,
+        sync_mode: str = "strict",
+        flush_interval: float | timedelta = 0.1,
+        poll_interval: float | timedelta = 1.0,
+        min_instances: int | None = None,
+        lease_tokens: int | None = None,
+        slot_lease: float | timedelta = 5.0,
         **client_options: Any,
     ) -> StoreT:
         """A store with clients of its own for ``url`` (``redis://``, ``rediss://``,
@@ -329,7 +502,18 @@ class _SharedStore:
         (``password=``, ``ssl_ca_certs=``...)."""
         seconds, connections = _client_settings(timeout, max_connections)
         options = _store_options(
-            prefix, on_store_error, errors_to_cut_off, reconnect, trial_lease, key_ttl
+            prefix,
+            on_store_error,
+            errors_to_cut_off,
+            reconnect,
+            trial_lease,
+            key_ttl,
+            sync_mode,
+            flush_interval,
+            poll_interval,
+            min_instances,
+            lease_tokens,
+            slot_lease,
         )
         store = cls.__new__(cls)
         store._owns_client = True
@@ -351,20 +535,27 @@ class _SharedStore:
     # -- lifetime ----------------------------------------------------------------------
 
     def _close_threads(self) -> None:
-        self._closed = True
-        self._link.close()
-        listener = self._listener
+        root = self._root
+        root._life.closed = True
+        root._worker.close()  # after a last round: counts still pending reach Redis
+        root._link.close()
+        listener = root._listener
         if listener is not None:
             listener.stop()
 
     def _after_fork(self) -> None:
-        for registry in (self._breakers, self._buckets):
+        # The parent's identity (its trial permits, its bulkhead slots) stays the
+        # parent's: the child is another instance.
+        self._options.instance.renew()
+        for registry in (self._breakers, self._buckets, self._budgets):
             registry._lock = threading.Lock()
             for backend in registry.items.values():
                 backend._lock = threading.Lock()
                 if isinstance(backend, RedisBreaker):
                     backend._report_lock = threading.RLock()
+                backend.after_fork()
         self._link.after_fork()
+        self._worker.after_fork()
         if self._listener is not None and not self._closed:
             self._listener = _TransitionListener(self)
 
@@ -463,6 +654,38 @@ class _TransitionListener:
         backend.learn(code, epoch, remaining)
 
 
+def _fleet_options(
+    *,
+    sync_mode: object,
+    flush_interval: object,
+    poll_interval: object,
+    min_instances: object,
+    lease_tokens: object,
+    slot_lease: object,
+) -> dict[str, Any]:
+    """The options of local-first sharing and of the fleet-wide policies, checked."""
+    if sync_mode not in _SYNC_MODES:
+        raise ValueError(f"sync_mode must be 'strict' or 'local-first', got {sync_mode!r}")
+    flush = check_duration("flush_interval", flush_interval, positive=True)
+    poll = check_duration("poll_interval", poll_interval, positive=True)
+    if poll < flush:
+        raise ValueError(
+            f"poll_interval must be at least flush_interval ({flush!r}), got {poll_interval!r}"
+        )
+    return {
+        "sync_mode": sync_mode,
+        "flush_interval": flush,
+        "poll_interval": poll,
+        "min_instances": None
+        if min_instances is None
+        else check_positive_int("min_instances", min_instances),
+        "lease_tokens": None
+        if lease_tokens is None
+        else check_positive_int("lease_tokens", lease_tokens),
+        "slot_lease": check_duration("slot_lease", slot_lease, positive=True),
+    }
+
+
 def _store_options(
     prefix: str,
     on_store_error: str,
@@ -470,6 +693,12 @@ def _store_options(
     reconnect: Backoff | None,
     trial_lease: float | timedelta,
     key_ttl: float | timedelta,
+    sync_mode: str = STRICT,
+    flush_interval: float | timedelta = 0.1,
+    poll_interval: float | timedelta = 1.0,
+    min_instances: int | None = None,
+    lease_tokens: int | None = None,
+    slot_lease: float | timedelta = 5.0,
 ) -> dict[str, Any]:
     return {
         "prefix": prefix,
@@ -478,6 +707,12 @@ def _store_options(
         "reconnect": reconnect,
         "trial_lease": trial_lease,
         "key_ttl": key_ttl,
+        "sync_mode": sync_mode,
+        "flush_interval": flush_interval,
+        "poll_interval": poll_interval,
+        "min_instances": min_instances,
+        "lease_tokens": lease_tokens,
+        "slot_lease": slot_lease,
     }
 
 
@@ -507,6 +742,12 @@ class RedisStore(_SharedStore):
         reconnect: Backoff | None = None,
         trial_lease: float | timedelta = 10.0,
         key_ttl: float | timedelta = 86400.0,
+        sync_mode: str = "strict",
+        flush_interval: float | timedelta = 0.1,
+        poll_interval: float | timedelta = 1.0,
+        min_instances: int | None = None,
+        lease_tokens: int | None = None,
+        slot_lease: float | timedelta = 5.0,
     ) -> None:
         if not isinstance(client, (redis.Redis, redis.RedisCluster)):
             raise TypeError(
@@ -525,7 +766,18 @@ class RedisStore(_SharedStore):
             call=lambda script, keys, args: evalsha(client, script, keys, args),
             acall=acall,
             **_store_options(
-                prefix, on_store_error, errors_to_cut_off, reconnect, trial_lease, key_ttl
+                prefix,
+                on_store_error,
+                errors_to_cut_off,
+                reconnect,
+                trial_lease,
+                key_ttl,
+                sync_mode,
+                flush_interval,
+                poll_interval,
+                min_instances,
+                lease_tokens,
+                slot_lease,
             ),
         )
 
@@ -622,6 +874,12 @@ class AsyncRedisStore(_SharedStore):
         reconnect: Backoff | None = None,
         trial_lease: float | timedelta = 10.0,
         key_ttl: float | timedelta = 86400.0,
+        sync_mode: str = "strict",
+        flush_interval: float | timedelta = 0.1,
+        poll_interval: float | timedelta = 1.0,
+        min_instances: int | None = None,
+        lease_tokens: int | None = None,
+        slot_lease: float | timedelta = 5.0,
     ) -> None:
         if not isinstance(client, (redis.asyncio.Redis, redis.asyncio.RedisCluster)):
             raise TypeError(
@@ -664,7 +922,18 @@ class AsyncRedisStore(_SharedStore):
             call=lambda script, keys, args: evalsha(twin, script, keys, args),
             acall=acall,
             **_store_options(
-                prefix, on_store_error, errors_to_cut_off, reconnect, trial_lease, key_ttl
+                prefix,
+                on_store_error,
+                errors_to_cut_off,
+                reconnect,
+                trial_lease,
+                key_ttl,
+                sync_mode,
+                flush_interval,
+                poll_interval,
+                min_instances,
+                lease_tokens,
+                slot_lease,
             ),
         )
         self._link.on_recovered(self._mark_stale)

@@ -1,4 +1,4 @@
--- Admit a call? KEYS: s, w, r, hp.
+-- Admit a call? KEYS: s, w, r, hp, in.
 -- ARGV: permit id, settings (trials=<half_open_calls> lease=<trial lease, us>
 --       idle=<idle ttl, ms>), [now us]
 -- Reply: {state, epoch, verdict (0 rejected, 1 admitted, 2 admitted as a trial),

@@ -1,4 +1,4 @@
--- Manual control. KEYS: s, w, r, hp.
+-- Manual control. KEYS: s, w, r, hp, in.
 -- ARGV: action (open, close, reset, disable), idle ttl (ms), [now us]
 -- Reply: {state, epoch, previous state}
 local now = now_us(ARGV[3])

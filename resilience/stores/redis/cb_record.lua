@@ -1,18 +1,15 @@
--- The outcome of a call. KEYS: s, w, r, hp.
+-- The outcome of a call. KEYS: s, w, r, hp, in.
 -- ARGV: epoch, outcome (0 success, 1 failure, 2 slow success, 3 slow failure),
 --       permit id ('' unless a trial), open for (us), settings (window=<spec>
 --       min=<minimum calls> rate=<failure rate> slow=<slow call rate>
 --       consecutive=<failures> trials=<half_open_calls> idle=<ttl ms>
---       wttl=<window ttl ms>; "-" for none), [now us]
+--       wttl=<window ttl ms> quorum=<min instances> inst=<instance id>
+--       qwin=<quorum horizon us>; "-" for none), [now us]
 -- Reply: {state, epoch, open remaining us, window shape changed (0/1)}
 local now = now_us(ARGV[6])
 local b = load(now)
 local function reply(reshaped)
-  local remaining = 0
-  if b.st == OPEN then
-    remaining = math.max(b.ou - now, 0)
-  end
-  return {b.st, b.ep, remaining, reshaped}
+  return outcome_reply(b, now, reshaped)
 end
 if b.new or b.ep ~= tonumber(ARGV[1]) then
   return reply(0)  -- admitted in another epoch: not evidence any more
@@ -46,37 +43,11 @@ if b.st == HALF_OPEN then
     end
   end
 elseif b.st == CLOSED then
-  local spec = cfg.window
-  if b.ws ~= spec then
-    -- Another window shape than the one counted so far (new settings): start over.
-    redis.call('DEL', W, R)
-    redis.call('HSET', S, 'ws', spec)
-    if b.ws then
-      reset = 1
-    end
-  end
-  count(spec, now, code)
-  redis.call('PEXPIRE', W, cfg.wttl)
-  if string.sub(spec, 1, 1) == 'c' then
-    redis.call('PEXPIRE', R, cfg.wttl)
-  end
-  if failed then
-    local cf = redis.call('HINCRBY', S, 'cf', 1)
-    local limit = tonumber(cfg.consecutive)
-    if limit ~= nil and cf >= limit then
-      to = OPEN
-    end
-  elseif b.cf ~= 0 then
-    redis.call('HSET', S, 'cf', 0)
-  end
-  if to == nil and (failed or slow) then
-    local calls, failures, slow_calls = totals(spec, now)
-    local rate, slow_rate = tonumber(cfg.rate), tonumber(cfg.slow)
-    if calls >= tonumber(cfg.min) and ((rate ~= nil and failures / calls >= rate)
-        or (slow_rate ~= nil and slow_calls / calls >= slow_rate)) then
-      to = OPEN
-    end
-  end
+  local fail = failed and not slow and 1 or 0
+  local slow_fail = failed and slow and 1 or 0
+  local slow_ok = slow and not failed and 1 or 0
+  local ok = (failed or slow) and 0 or 1
+  to, reset = record_closed(b, cfg, now, ok, fail, slow_ok, slow_fail, nil)
   if to == nil then
     redis.call('PEXPIRE', S, idle)
   end

@@ -1,4 +1,4 @@
--- Read a breaker's state and window. KEYS: s, w, r, hp. ARGV: [now us]
+-- Read a breaker's state and window. KEYS: s, w, r, hp, in. ARGV: [now us]
 -- Reply: {} when unknown, else {state, epoch, open until - now (us), opens, calls,
 --         failures, slow calls, consecutive failures, trials running, trials succeeded,
 --         window spec}
