@@ -301,9 +301,8 @@ class Bulkhead(Policy):
     def _overdraw(self) -> None:
         """Shadow mode, no free slot: let the call in over the limit, and report whether
         an enforcing bulkhead would have queued it or rejected it."""
-        core = self._core
-        if core.overdraw() and (GLOBAL_LISTENERS or self._listeners):
-            over = core.in_flight - core.max_concurrent
+        over = self._core.overdraw()
+        if over and (GLOBAL_LISTENERS or self._listeners):
             if over > self._max_queue or self._max_wait == 0:
                 self._emit("rejected")
             else:

@@ -136,10 +136,11 @@ class BulkheadCore:
 
     # -- acquiring -----------------------------------------------------------------------
 
-    def overdraw(self) -> bool:
+    def overdraw(self) -> int:
         """Take a slot even when none is free (a shadow-mode bulkhead lets every call
-        in): a free one if there is one by now (False), else one over the limit (True),
-        owed by the caller as a debt that the next release pays, as after a ``resize``."""
+        in): a free one if there is one by now (0), else one over the limit, owed by
+        the caller as a debt that the next release pays, as after a ``resize``; then
+        how many calls are over the limit now."""
         woken: list[Waiter] = []
         try:
             with self._lock:
@@ -151,7 +152,7 @@ class BulkheadCore:
                     except IndexError:
                         pass
                     else:
-                        return False
+                        return 0
                 debt = _Debt()
                 waiters[debt] = None
                 waiters.move_to_end(debt, last=False)
@@ -159,7 +160,7 @@ class BulkheadCore:
                 # A slot pushed back after we looked, by a releaser that saw no waiter:
                 # it pays the debt at once (publish first, look second, as in admit).
                 self._grant(woken)
-                return not debt.granted
+                return 0 if debt.granted else max(1, self.in_flight - self.max_concurrent)
         finally:
             if woken:
                 self._wake(woken)

@@ -213,8 +213,9 @@ class BulkheadBackend(Protocol):
         background), so a cancelled caller frees its slot at once."""
         ...
 
-    def overdraw(self) -> bool:
-        """Shadow mode: take a slot even when none is free; True if over the limit."""
+    def overdraw(self) -> int:
+        """Shadow mode: take a slot even when none is free; how many calls are over the
+        limit now (0: a slot was free after all)."""
         ...
 
     def resize(self, max_concurrent: int, max_queue: int) -> None: ...

@@ -21,7 +21,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
+
 from resilience import (
+    Bulkhead,
+    BulkheadFull,
     CircuitBreaker,
     CircuitOpen,
     Constant,
@@ -196,7 +200,59 @@ def onset(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, An
     return {"before": before, "after": after, "rejected_at": rejected_at}
 
 
+#: Counts the calls running across the fleet and keeps the highest count seen.
+ENTER = """
+local running = redis.call('INCR', KEYS[1])
+if running > tonumber(redis.call('GET', KEYS[2]) or '0') then
+  redis.call('SET', KEYS[2], running)
+end
+return running
+"""
+
+
+def bulkhead(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, Any]:
+    """Call through the fleet's bulkhead as fast as possible; every call counts itself
+    in Redis while it runs (a key of its own, outside the store's)."""
+    limiter = Bulkhead(store=store, **args["bulkhead"])
+    counter = redis.Redis.from_url(args["url"])
+    keys = (f"{args['store']['prefix']}:test:running", f"{args['store']['prefix']}:test:most")
+    enter = counter.register_script(ENTER)
+    ran = rejected = 0
+
+    def call() -> None:
+        enter(keys=keys)
+        try:
+            time.sleep(args["hold"])
+        finally:
+            counter.decr(keys[0])
+
+    start = begin()
+    while time.time() < start + args["seconds"]:
+        try:
+            limiter.call(call)
+            ran += 1
+        except BulkheadFull:
+            rejected += 1
+    counter.close()
+    return {"ran": ran, "rejected": rejected}
+
+
+def hold_slot(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, Any]:
+    """Take a slot of the fleet's bulkhead and keep it (the parent kills us)."""
+    limiter = Bulkhead(store=store, **args["bulkhead"])
+    begin()
+
+    def forever() -> None:
+        print("holding", flush=True)
+        time.sleep(3600)
+
+    limiter.call(forever)
+    return {}
+
+
 MODES = {
+    "bulkhead": bulkhead,
+    "hold_slot": hold_slot,
     "observe": observe,
     "onset": onset,
     "half_open": half_open,

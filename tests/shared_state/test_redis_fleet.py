@@ -3,12 +3,15 @@ and connections (see redis_worker.py), all sharing one Redis."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
 import redis
 from redis_helpers import Workers, store_args
 
+from resilience import Bulkhead, BulkheadFull
 from resilience.stores.redis import RedisStore
 
 #: What a loaded 2-core machine may add to a bound that is about time: a process that
@@ -123,3 +126,77 @@ def test_over_admission_after_a_failure_onset_stays_within_the_bound(
     for result in results:  # everyone learnt the transition by pub/sub
         assert result["rejected_at"] is not None
         assert result["rejected_at"] - opened_at <= SLACK, (opened_at, results)
+
+
+def test_six_processes_leasing_tokens_stay_within_the_leased_bound(
+    workers: Workers, redis_url: str, prefix: str
+) -> None:
+    rate, seconds, lease, count = 100, 2.0, 5, 6
+    args = {
+        **store_args(redis_url, prefix, sync_mode="local-first", lease_tokens=lease),
+        "bucket": {"rate": rate, "key": "leased"},
+        "seconds": seconds,
+        "pause": 0.001,
+    }
+    results = workers.fleet(count, "bucket", args)
+    admitted = sum(r["admitted"] for r in results)
+    # As in the strict test (test_redis_processes), t is known within [t_min, t_max];
+    # each instance may also spend, within t, tokens it leased before (lease_tokens at
+    # most), and may end with leased tokens it never spent.
+    first_before = min(r["first"][0] for r in results)
+    first_after = min(r["first"][1] for r in results)
+    last_before = max(r["last"][0] for r in results)
+    last_after = max(r["last"][1] for r in results)
+    t_min, t_max = last_before - first_after, last_after - first_before
+    low, high = rate + rate * t_min, rate + rate * t_max
+    assert admitted <= high + lease * count, (admitted, high, results)
+    assert admitted >= 0.97 * low - lease * count, (admitted, low, results)
+
+
+# -- the fleet's bulkhead --------------------------------------------------------------------
+
+
+def test_six_processes_never_run_more_calls_than_the_fleets_bulkhead_allows(
+    workers: Workers, redis_url: str, prefix: str
+) -> None:
+    limit = 4
+    args = {
+        **store_args(redis_url, prefix),
+        "bulkhead": {"max_concurrent": limit, "max_queue": 2, "max_wait": 0.2, "name": "db"},
+        "hold": 0.005,
+        "seconds": 1.5,
+    }
+    results = workers.fleet(6, "bulkhead", args)
+    with redis.Redis.from_url(redis_url) as client:
+        most = int(client.get(f"{prefix}:test:most") or 0)
+    assert most <= limit  # while every holder is healthy, never above the limit
+    assert most == limit  # and the fleet did fill it: six processes wanted more
+    assert all(r["ran"] > 0 for r in results)
+
+
+def test_a_killed_holder_s_slot_comes_back_within_its_lease(
+    workers: Workers, redis_url: str, prefix: str
+) -> None:
+    lease = 1.0
+    settings = {"max_concurrent": 1, "name": "lease"}
+    [holder] = workers.spawn(
+        1, "hold_slot", {**store_args(redis_url, prefix, slot_lease=lease), "bulkhead": settings}
+    )
+    Workers.start([holder], delay=0.0)
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "holding"
+    with RedisStore.from_url(redis_url, prefix=prefix, timeout=2.0, slot_lease=lease) as store:
+        bulkhead = Bulkhead(store=store, **settings)  # type: ignore[arg-type]
+        time.sleep(lease * 1.5)  # renewed in the meantime: still held
+        with pytest.raises(BulkheadFull):
+            bulkhead.call(lambda: None)
+        os.kill(holder.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        holder.wait()
+        while True:
+            try:
+                bulkhead.call(lambda: None)
+                break
+            except BulkheadFull:
+                assert time.monotonic() - killed <= lease + SLACK, "the slot never came back"
+                time.sleep(0.01)

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from redis_helpers import Boom, eventually, fail
 
-from resilience import CircuitBreaker, CircuitOpen, CountWindow
+from resilience import CircuitBreaker, CircuitOpen, CountWindow, RateLimited, TokenBucket
 from resilience.stores.redis import AsyncRedisStore, RedisStore
 from resilience.testing import FakeClock, RedisServer
 
@@ -286,3 +286,63 @@ async def test_the_asyncio_store_in_local_first_mode(
     while breaker.state != "open":
         assert time.monotonic() < deadline
         await anyio.sleep(0.01)
+
+
+# -- token buckets: quota leasing --------------------------------------------------------
+
+
+def test_a_local_first_bucket_spends_leased_tokens_without_asking(
+    local_first: Callable[..., RedisStore],
+) -> None:
+    clock = FakeClock()
+    store = local_first(flush_interval=0.05)
+    limiter = TokenBucket(1000, store=store, key="lease", clock=clock)
+    assert limiter._backend.lease_tokens == 50  # type: ignore[attr-defined]  # 1000/s * 50 ms
+    calls = Calls(store)
+    for _ in range(1000):  # 1000 calls/s: about 50 per flush interval
+        limiter.acquire()
+        clock.advance(0.001)
+    takes = calls.made.count(("tb_take", threading.current_thread().name))
+    assert takes < 100  # instead of 1000: leases of up to 50 tokens
+
+
+def test_leases_never_take_more_than_lease_tokens(
+    local_first: Callable[..., RedisStore], make_store: Callable[..., RedisStore]
+) -> None:
+    clock = FakeClock()
+    here = TokenBucket(100, store=local_first(lease_tokens=3), key="few", clock=clock)
+    there = TokenBucket(100, store=make_store(), key="few", clock=clock)  # strict
+    backend: Any = here._backend
+    admitted_here = 0
+    while admitted_here < 30 or backend._tokens == 0:  # 100 calls/s: leases grow to 3
+        here.acquire()
+        admitted_here += 1
+        clock.advance(0.01)
+    leased = backend._tokens
+    assert 1 <= leased <= 2  # a lease of 3: one for the call, the rest kept here
+
+    def drain(limiter: TokenBucket) -> int:
+        admitted = 0
+        while True:
+            try:
+                limiter.acquire()
+            except RateLimited:
+                return admitted
+            admitted += 1
+
+    clock.advance(2.0)  # the fleet's bucket is full again; the lease is still here
+    assert drain(there) == 100  # the whole burst, at one instant...
+    assert drain(here) == leased  # ...and the tokens leased before it: over the burst
+    # by what one instance had leased, never more than lease_tokens.
+    with pytest.raises(ValueError, match="lease_tokens"):
+        local_first(lease_tokens=0)
+
+
+@pytest.mark.anyio
+async def test_an_async_local_first_bucket(local_first: Callable[..., RedisStore]) -> None:
+    clock = FakeClock()
+    limiter = TokenBucket(100, burst=5, store=local_first(), key="alease", clock=clock)
+    for _ in range(5):
+        await limiter.aacquire()
+    with pytest.raises(RateLimited):
+        await limiter.aacquire()

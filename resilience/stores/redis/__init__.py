@@ -16,7 +16,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "resilience.stores.redis needs the redis client: pip install 'resiliency[redis]'"
     ) from exc
 
-from ._admin import BreakerStatus, BucketStatus
+from ._admin import BreakerStatus, BucketStatus, BulkheadStatus
 from ._store import AsyncRedisStore, RedisStore
 
-__all__ = ["AsyncRedisStore", "BreakerStatus", "BucketStatus", "RedisStore"]
+__all__ = ["AsyncRedisStore", "BreakerStatus", "BucketStatus", "BulkheadStatus", "RedisStore"]

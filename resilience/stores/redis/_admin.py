@@ -8,7 +8,13 @@ from typing import Any
 
 from ._layout import STATES
 
-__all__ = ["BreakerStatus", "BucketStatus", "parse_breaker_status", "parse_bucket_status"]
+__all__ = [
+    "BreakerStatus",
+    "BucketStatus",
+    "BulkheadStatus",
+    "parse_breaker_status",
+    "parse_bucket_status",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,17 @@ class BucketStatus:
     tokens: float
     burst: float
     rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class BulkheadStatus:
+    """One shared bulkhead: ``held``, the slots taken now across the fleet (leases not
+    ended); ``instances``, the processes that used it recently (renewing within one
+    ``slot_lease``)."""
+
+    key: str
+    held: int
+    instances: int
 
 
 def _text(value: Any) -> str:

@@ -26,7 +26,7 @@ from ._layout import StoreOptions, bucket_key, script_time
 from ._link import FAILED, Link
 from ._scripts import TB_CANCEL, TB_PEEK, TB_RESHAPE, TB_TAKE
 
-__all__ = ["RedisBucket", "RedisReservation"]
+__all__ = ["LeasedBucket", "RedisBucket", "RedisReservation"]
 
 
 class RedisReservation(Reservation):
@@ -175,3 +175,112 @@ class RedisBucket:
     def __repr__(self) -> str:
         s = self.settings
         return f"RedisBucket({self.key!r}, rate={s.rate!r}, per={s.per!r}, burst={s.burst!r})"
+
+
+class LeasedBucket(RedisBucket):
+    """A shared token bucket spent from leases (``sync_mode="local-first"``).
+
+    A call that finds no leased token here takes ``k`` at once from Redis (one
+    ``tb_take`` asking for the call's tokens and up to ``k - cost`` more, granted only
+    if free now) and later calls spend them with no I/O. ``k`` follows this process's
+    own rate: enough tokens for about one ``flush_interval`` of its calls, at least 1
+    and at most ``lease_tokens`` (by default, one flush interval of the bucket's rate).
+
+    The bound: every token spent here was granted by Redis within the bucket's limit,
+    but may be spent later than it was granted, so over any interval a fleet admits at
+    most ``burst + rate * t / per`` plus the tokens leased before it and spent in it:
+    ``lease_tokens`` per instance. Calls that must wait (``max_wait``) take their tokens
+    from Redis as a strict bucket does; so do all calls while a lease would not fit.
+    """
+
+    def __init__(
+        self,
+        link: Link,
+        options: StoreOptions,
+        key: str,
+        settings: LimiterSettings,
+        clock: Clock,
+    ) -> None:
+        self._options = options
+        self._tokens = 0.0  # leased here, not spent yet
+        self._asked = 0.0  # extra tokens asked for by leases in flight
+        self._k = 1.0
+        self._spent = 0.0  # since the last estimate of this process's rate
+        self._since = clock.monotonic()
+        self._generation = link.generation  # of the link the tokens were leased on
+        super().__init__(link, options, key, settings, clock)
+
+    def _apply(self, settings: LimiterSettings) -> None:
+        super()._apply(settings)
+        most = self._options.lease_tokens
+        if most is None:  # one flush interval of the whole bucket's rate
+            most = math.floor(settings.rate / settings.per * self._options.flush_interval)
+        self._most = float(max(1, min(most, math.floor(settings.burst))))
+
+    @property
+    def lease_tokens(self) -> float:
+        """The most tokens one lease takes (what each instance may add to the bound)."""
+        return self._most
+
+    def _spend(self, cost: float) -> float | None:
+        """Spend ``cost`` leased tokens (None), or say how many extra tokens a lease
+        should ask for now (under the lock)."""
+        self._spent += cost
+        if self._generation != self._link.generation:
+            # Cut off and back since the lease: start over (the local bucket decided
+            # in between, and Redis may have lost the bucket).
+            self._generation = self._link.generation
+            self._tokens = 0.0
+        if self._tokens >= cost:
+            self._tokens -= cost
+            return None
+        now = self._clock.monotonic()
+        elapsed = now - self._since
+        interval = self._options.flush_interval
+        if elapsed >= interval:
+            # Enough for one flush interval of this process's calls.
+            self._k = min(self._most, max(1.0, math.ceil(self._spent / elapsed * interval)))
+            self._since, self._spent = now, 0.0
+        extra = max(0.0, math.floor(self._k - cost - self._tokens - self._asked))
+        self._asked += extra
+        return extra
+
+    def _leased(self, reply: Any, extra: float, cost: float, max_wait: float) -> Decision:
+        with self._lock:
+            self._asked -= extra
+            if reply is not FAILED and int(reply[0]) == 0:
+                self._tokens += int(reply[1])
+        if reply is FAILED:
+            return self._local_take(cost, max_wait)
+        return self._decision(reply)
+
+    def acquire(self, cost: float = 1.0, max_wait: float = 0.0) -> Decision:
+        link = self._link
+        if not link.up:
+            return self._local_take(cost, max_wait)
+        with self._lock:
+            extra = self._spend(cost)
+        if extra is None:
+            return None
+        reply = link.run(TB_TAKE, self._keys, (*self._take_args(cost, max_wait), repr(extra)))
+        return self._leased(reply, extra, cost, max_wait)
+
+    async def aacquire(self, cost: float, max_wait: float) -> Decision:
+        link = self._link
+        if not link.up:
+            return self._local_take(cost, max_wait)
+        with self._lock:
+            extra = self._spend(cost)
+        if extra is None:
+            return None
+        args = (*self._take_args(cost, max_wait), repr(extra))
+        reply = await link.arun(TB_TAKE, self._keys, args)
+        return self._leased(reply, extra, cost, max_wait)
+
+    def after_fork(self) -> None:
+        """In a forked child: the leased tokens are the parent's."""
+        self._tokens = 0.0
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return f"LeasedBucket({self.key!r}, rate={s.rate!r}, per={s.per!r}, burst={s.burst!r})"

@@ -35,10 +35,17 @@ from ..._budget_core import BudgetSettings
 from ..._clock import Clock
 from ..._ratelimit_core import LimiterSettings
 from ..._validation import check_duration, check_positive_int
-from ._admin import BreakerStatus, BucketStatus, parse_breaker_status, parse_bucket_status
+from ._admin import (
+    BreakerStatus,
+    BucketStatus,
+    BulkheadStatus,
+    parse_breaker_status,
+    parse_bucket_status,
+)
 from ._background import Worker
 from ._breaker import RedisBreaker
 from ._budget import RedisBudget
+from ._bulkhead import RedisBulkhead
 from ._clients import (
     adrop_idle_connections,
     async_client,
@@ -56,12 +63,23 @@ from ._layout import (
     breaker_name,
     bucket_key,
     bucket_name,
+    bulkhead_keys,
     glob_escape,
 )
-from ._limiter import RedisBucket
+from ._limiter import LeasedBucket, RedisBucket
 from ._link import Link, StoreMisuse
 from ._local_first import LocalFirstBreaker
-from ._scripts import CB_FORCE, CB_STATUS, PING, SCRIPTS, TB_PEEK, Script, aevalsha, evalsha
+from ._scripts import (
+    BH_STATUS,
+    CB_FORCE,
+    CB_STATUS,
+    PING,
+    SCRIPTS,
+    TB_PEEK,
+    Script,
+    aevalsha,
+    evalsha,
+)
 
 __all__ = ["AsyncRedisStore", "RedisStore"]
 
@@ -77,7 +95,7 @@ _ACTIONS = ("open", "close", "reset", "disable")
 #: Stores alive in this process, told when it forks.
 _STORES: weakref.WeakSet[_SharedStore] = weakref.WeakSet()
 
-B = TypeVar("B", RedisBreaker, RedisBucket, RedisBudget)
+B = TypeVar("B", RedisBreaker, RedisBucket, RedisBudget, RedisBulkhead)
 StoreT = TypeVar("StoreT", bound="_SharedStore")
 
 
@@ -218,6 +236,7 @@ class _SharedStore:
         self._breakers: _Registry[RedisBreaker] = _Registry("circuit breaker")
         self._buckets: _Registry[RedisBucket] = _Registry("token bucket")
         self._budgets: _Registry[RedisBudget] = _Registry("retry budget")
+        self._bulkheads: _Registry[RedisBulkhead] = _Registry("bulkhead")
         self._listener: _TransitionListener | None = None
         self._worker = Worker(self.prefix)
         self._link.on_cut_off(self._worker.link_changed)
@@ -332,9 +351,21 @@ class _SharedStore:
                 "TokenBucket(100, key='search-api', store=store)"
             )
         self._check_open()
-        backend, _ = self._buckets.get(
-            key, settings, lambda: RedisBucket(self._link, self._options, key, settings, clock)
-        )
+        options = self._options
+        if options.sync_mode == LOCAL_FIRST:
+            backend, _ = self._buckets.get(
+                key,
+                settings,
+                lambda: LeasedBucket(self._link, options, key, settings, clock),
+                self._variant("sync_mode", "lease_tokens", "flush_interval"),
+            )
+        else:
+            backend, _ = self._buckets.get(
+                key,
+                settings,
+                lambda: RedisBucket(self._link, options, key, settings, clock),
+                self._variant("sync_mode"),
+            )
         return backend
 
     def retry_budget(self, key: str | None, settings: BudgetSettings, clock: Clock) -> RedisBudget:
@@ -357,6 +388,37 @@ class _SharedStore:
             backend.report()
             self._worker.add(backend)
         return backend
+
+    def bulkhead(self, key: str | None, max_concurrent: int, max_queue: int) -> RedisBulkhead:
+        """The fleet's bulkhead ``key`` (``BulkheadStore`` protocol): ``max_concurrent``
+        slots across every instance, each a lease of ``slot_lease`` seconds renewed
+        while its call runs."""
+        if key is None:
+            raise ValueError(
+                "a bulkhead shared through Redis needs a key (or a name): it is the name "
+                "every instance shares, e.g. Bulkhead(10, name='db', store=store)"
+            )
+        self._check_open()
+        options = self._options
+        backend, made = self._bulkheads.get(
+            key,
+            (max_concurrent, max_queue),
+            lambda: RedisBulkhead(
+                self._link, options, self._worker, key, max_concurrent, max_queue
+            ),
+            self._variant("slot_lease"),
+        )
+        if made:
+            backend.sync(time.monotonic(), force=True)  # say this instance is alive
+            self._worker.add(backend)
+        return backend
+
+    def bulkhead_status(self, key: str) -> BulkheadStatus:
+        """The shared bulkhead ``key`` as Redis holds it now (zero slots held and no
+        instance for a name nobody used)."""
+        horizon = str(math.ceil(self._options.slot_lease * 1e6))
+        reply = evalsha(self._client, BH_STATUS, bulkhead_keys(self.prefix, key), (horizon, ""))
+        return BulkheadStatus(key=key, held=int(reply[0]), instances=int(reply[1]))
 
     def flush(self) -> None:
         """Do now, in this thread, what the store's background worker would do soon:
@@ -547,7 +609,7 @@ class _SharedStore:
         # The parent's identity (its trial permits, its bulkhead slots) stays the
         # parent's: the child is another instance.
         self._options.instance.renew()
-        for registry in (self._breakers, self._buckets, self._budgets):
+        for registry in (self._breakers, self._buckets, self._budgets, self._bulkheads):
             registry._lock = threading.Lock()
             for backend in registry.items.values():
                 backend._lock = threading.Lock()
