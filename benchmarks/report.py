@@ -259,24 +259,6 @@ TARGETS = [
         "time-ns",
         1500,
     ),
-    Target(
-        "HTTP through `ResilientTransport`, httpx sync: at least 95% of the bare client's "
-        "requests per second (time per request at most 1/0.95 of the bare one's)",
-        "http-sync",
-        "http-sync",
-        "time-ratio",
-        1 / 0.95,
-        reference_case="bare",
-    ),
-    Target(
-        "HTTP through `AsyncResilientTransport`, httpx async: at least 95% of the bare "
-        "client's requests per second",
-        "http-async",
-        "http-async",
-        "time-ratio",
-        1 / 0.95,
-        reference_case="bare",
-    ),
 ]
 
 

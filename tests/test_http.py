@@ -117,7 +117,7 @@ async def test_retry_after_in_seconds_is_the_delay(
 async def test_retry_after_as_an_http_date_counts_from_the_servers_date(
     harness: Harness, upstream: Upstream, clock: FakeClock
 ) -> None:
-    path = fresh("/status/503?times=1&retry_after_date=3")
+    path = fresh("/status/429?times=1&retry_after_date=3")
     async with harness.client(retry(clock)) as client:
         assert (await client.get(upstream.url + path)).status == 200
     assert clock.sleeps == [3.0]

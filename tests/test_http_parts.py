@@ -84,6 +84,7 @@ def test_retry_after_date_without_a_date_counts_from_this_machines_clock() -> No
         ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
         ("http://[::1]:8080/", "http://[::1]:8080"),
         ("HTTP://user:pw@example.com:81", "http://example.com:81"),
+        ("https://Bücher.example/", "https://xn--bcher-kva.example:443"),  # as sent
     ],
 )
 def test_origin_of_a_url(url: str, expected: str) -> None:

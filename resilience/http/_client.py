@@ -3,7 +3,7 @@ pipeline, and the two drivers (sync and async) that run one request through it."
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -106,8 +106,26 @@ class Protected:
 
     # -- drivers ---------------------------------------------------------------------
 
-    def _handle(self, exchange: Exchange, close: Callable[[Any], object]) -> Any:
-        """Run ``exchange``'s attempts through the pipeline; the response to return."""
+    def _exchange(self, request: Any, handler: Any = None) -> Exchange:
+        """The exchange of ``request`` (``handler``: the next aiohttp handler)."""
+        raise NotImplementedError
+
+    def _checked(self, response: Any) -> Any:
+        """``response``, once checked to be one the client can return."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _close(response: Any) -> Any:
+        """Close a response nobody will read (a coroutine for async clients)."""
+        raise NotImplementedError
+
+    # The two drivers below are the clients' entry points themselves (each client class
+    # names one ``handle_request``, ``handle_async_request`` or ``__call__``): one
+    # frame from the client to the policies.
+
+    def _handle(self, request: Any) -> Any:
+        """Run ``request``'s attempts through the pipeline; the response to return."""
+        exchange = self._exchange(request)
         token = CURRENT_CALL.set(exchange)
         final = None
         try:
@@ -118,11 +136,12 @@ class Protected:
         finally:
             CURRENT_CALL.reset(token)
             for response in exchange.end(final):
-                close(response)
-        return final
+                self._close(response)
+        return self._checked(final)
 
-    async def _ahandle(self, exchange: Exchange, aclose: Callable[[Any], Awaitable[object]]) -> Any:
+    async def _ahandle(self, request: Any, handler: Any = None) -> Any:
         """The async twin of ``_handle``."""
+        exchange = self._exchange(request, handler)
         token = CURRENT_CALL.set(exchange)
         final = None
         try:
@@ -132,11 +151,11 @@ class Protected:
                 final = exchange.unwrap(exc)
         finally:
             CURRENT_CALL.reset(token)
-            await aclose_all(exchange.end(final), aclose)
-        return final
+            await aclose_all(exchange.end(final), self._close)
+        return self._checked(final)
 
 
-async def aclose_all(responses: list[Any], aclose: Callable[[Any], Awaitable[object]]) -> None:
+async def aclose_all(responses: Sequence[Any], aclose: Callable[[Any], Awaitable[object]]) -> None:
     """Close responses nobody will read; shielded, so that a cancelled request still
     gives its connections back."""
     if responses:

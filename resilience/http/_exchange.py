@@ -18,7 +18,7 @@ import email.utils
 import re
 import threading
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import timezone
 from typing import Any
@@ -83,8 +83,22 @@ class ResponseError(Exception):
 # -- what a request is -------------------------------------------------------------
 
 
+_ORIGINS: dict[tuple[str, str, int | None], str] = {}
+
+
 def origin(scheme: str, host: str, port: int | None) -> str:
-    """``scheme://host:port``, the port spelled out even when it is the default."""
+    """``scheme://host:port``, the port spelled out even when it is the default (``host``
+    as sent: an IDN in its ASCII form). Remembered: requests ask for few origins."""
+    key = (scheme, host, port)
+    found = _ORIGINS.get(key)
+    if found is None:
+        if len(_ORIGINS) > 4096:  # a bound; clearing (even from two threads) is harmless
+            _ORIGINS.clear()
+        found = _ORIGINS[key] = _format_origin(scheme, host, port)
+    return found
+
+
+def _format_origin(scheme: str, host: str, port: int | None) -> str:
     if port is None:
         port = _DEFAULT_PORTS.get(scheme)
     if ":" in host:  # an IPv6 address
@@ -100,7 +114,11 @@ def origin_of(url: object) -> str:
     parts = urlsplit(text if "://" in text else f"//{text}")
     if not parts.scheme or not parts.hostname:
         raise ValueError(f"url must be an absolute URL such as 'https://host', got {url!r}")
-    return origin(parts.scheme.lower(), parts.hostname.lower(), parts.port)
+    host = parts.hostname.lower()
+    if not host.isascii():
+        with contextlib.suppress(UnicodeError):  # as sent: IDNA (ASCII) form
+            host = host.encode("idna").decode("ascii")
+    return origin(parts.scheme.lower(), host, parts.port)
 
 
 _FORCED: ContextVar[bool | None] = ContextVar("resilience-http-idempotent", default=None)
@@ -175,14 +193,24 @@ def _http_date(value: str) -> float | None:
 class Rules:
     """What the transport retries and counts as failures (validated once)."""
 
-    __slots__ = ("failure_statuses", "retry_methods", "retry_statuses", "special", "unsent")
+    __slots__ = (
+        "duplicable",
+        "failure_statuses",
+        "replayable",
+        "retry_methods",
+        "retry_statuses",
+        "special",
+        "unsent",
+    )
 
     def __init__(
         self,
         retry_statuses: Collection[int],
         failure_statuses: Collection[int] | None,
         retry_methods: Collection[str],
-        unsent: tuple[type[BaseException], ...],
+        unsent: tuple[type[BaseException], ...] = (),
+        replayable: tuple[type[Any], ...] = (),
+        duplicable: tuple[type[Any], ...] = (),
     ) -> None:
         self.retry_statuses = _statuses("retry_statuses", retry_statuses)
         self.failure_statuses = (
@@ -192,8 +220,12 @@ class Rules:
         )
         self.special = self.retry_statuses | self.failure_statuses
         self.retry_methods = _methods(retry_methods)
-        #: Exceptions that prove the request never left: safe to retry for any method.
+        #: The client library's exceptions that prove the request never left (safe to
+        #: retry for any method), and its request bodies that can be sent again (one at
+        #: a time), or twice at once.
         self.unsent = unsent
+        self.replayable = replayable
+        self.duplicable = duplicable
 
     def may_retry(self, method: str, headers: Mapping[str, str], explicit: object) -> bool:
         """Whether a request may be sent again at all: the request's own word
@@ -233,6 +265,10 @@ def _methods(value: object) -> frozenset[str]:
 class Exchange(CallContext):
     """One request on its way through the pipeline (all its attempts).
 
+    What only a failure needs to know (may the request be sent again?) is worked out
+    when a failure asks (``may_retry``, ``can_resend``, ``can_duplicate``: each client
+    library's exchange reads its own request), not for every request.
+
     Responses are tracked in two lists: those of failed attempts (raised as
     ResponseError), which the next attempt closes when it starts (a newer attempt
     supersedes them), and the others, which may still be returned (a hedged attempt's
@@ -243,43 +279,29 @@ class Exchange(CallContext):
     its worker, by ``end``, or (harmlessly) by both.
     """
 
-    __slots__ = (
-        "_failed",
-        "_over",
-        "_responses",
-        "duplicable",
-        "may_retry",
-        "replayable",
-        "request",
-        "rules",
-    )
+    __slots__ = ("_failed", "_over", "_responses", "request", "rules")
 
-    def __init__(
-        self,
-        rules: Rules,
-        host: str,
-        method: str,
-        request: Any,
-        may_retry: bool,
-        replayable: bool = True,
-        duplicable: bool = True,
-    ) -> None:
+    def __init__(self, rules: Rules, host: str, method: str, request: Any) -> None:
         self.host = host
         self.method = method
         self.status = None
         self.rules = rules
         self.request = request
-        self.may_retry = may_retry
-        #: Whether the request's body can be sent again (a subclass may look each time).
-        self.replayable = replayable
-        #: Whether the body can be sent twice at the same time (bytes in memory can).
-        self.duplicable = duplicable
         self._over = False
         self._failed: list[Any] = []
         self._responses: list[Any] = []
 
+    def may_retry(self) -> bool:
+        """Whether the request may be sent again at all (its method, what it says)."""
+        raise NotImplementedError
+
     def can_resend(self) -> bool:
-        return self.replayable
+        """Whether the request's body can be sent again."""
+        raise NotImplementedError
+
+    def can_duplicate(self) -> bool:
+        """Whether the request's body can be sent twice at the same time."""
+        raise NotImplementedError
 
     # -- classification (CallContext) --------------------------------------------------
 
@@ -292,13 +314,13 @@ class Exchange(CallContext):
         if not self.can_resend():
             return False
         if isinstance(outcome, ResponseError):
-            return outcome.retry and self.may_retry
-        if self.may_retry or isinstance(outcome, self.rules.unsent):
+            return outcome.retry and self.may_retry()
+        if self.may_retry() or isinstance(outcome, self.rules.unsent):
             return None
         return False
 
     def may_duplicate(self) -> bool:
-        return self.may_retry and self.duplicable
+        return self.may_retry() and self.can_duplicate()
 
     def receive(self, response: Any, status: int, headers: Mapping[str, str]) -> bool:
         """Take in an attempt's response: True when the attempt returns it, False when
@@ -329,12 +351,12 @@ class Exchange(CallContext):
         """At the start of an attempt: the responses of failed attempts, to close."""
         return _drain(self._failed)
 
-    def end(self, final: Any) -> list[Any]:
+    def end(self, final: Any) -> Sequence[Any]:
         """The request is over: the responses to close (all but ``final``)."""
         self._over = True
         responses = self._responses
         if not self._failed and len(responses) == 1 and responses[0] is final:
-            return []  # the common case: one attempt, its response returned
+            return ()  # the common case: one attempt, its response returned
         return [r for r in (*_drain(self._failed), *_drain(responses)) if r is not final]
 
     def unwrap(self, exc: BaseException) -> Any:

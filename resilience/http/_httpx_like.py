@@ -8,6 +8,7 @@ from collections.abc import Collection
 from types import ModuleType
 from typing import Any
 
+from .._deadline import CURRENT
 from .._policy import Policy
 from ._client import Protected, aclose_all
 from ._exchange import (
@@ -23,10 +24,26 @@ __all__ = ["AsyncTransportBase", "TransportBase"]
 _TIMEOUT_KINDS = ("connect", "read", "write", "pool")
 
 
+_UNCHANGED: Any = object()  # an exchange whose request's timeouts were never cut
+
+
 class _HttpxExchange(Exchange):
     __slots__ = ("timeouts",)
 
+    #: The request's own network timeouts, kept when an attempt first cuts them to a
+    #: deadline (``_UNCHANGED`` until then; None when it had none).
     timeouts: Any
+
+    def may_retry(self) -> bool:
+        request = self.request
+        explicit = request.extensions.get("idempotent")
+        return self.rules.may_retry(request.method, request.headers, explicit)
+
+    def can_resend(self) -> bool:
+        return isinstance(self.request.stream, self.rules.replayable)
+
+    def can_duplicate(self) -> bool:
+        return isinstance(self.request.stream, self.rules.duplicable)
 
 
 class _Common(Protected):
@@ -59,6 +76,8 @@ class _Common(Protected):
         )
         #: The transport that sends each attempt.
         self.transport = self._check_transport(transport)
+        self._rules.replayable = self._replayable
+        self._rules.duplicable = (self._lib.ByteStream,)
 
     #: The names, in the library, of the default transport and of the transports' base.
     _transport_kinds: tuple[str, str]
@@ -74,20 +93,13 @@ class _Common(Protected):
             )
         return transport
 
-    def _exchange(self, request: Any) -> _HttpxExchange:
+    def _exchange(self, request: Any, handler: Any = None) -> _HttpxExchange:
         url = request.url
-        extensions = request.extensions
-        stream = request.stream
+        sent = getattr(url, "_uri_reference", url)  # the host in its ASCII (IDNA) form
         exchange = _HttpxExchange(
-            self._rules,
-            origin(url.scheme, url.host, url.port),
-            request.method,
-            request,
-            self._rules.may_retry(request.method, request.headers, extensions.get("idempotent")),
-            isinstance(stream, self._replayable),
-            isinstance(stream, self._lib.ByteStream),
+            self._rules, origin(sent.scheme, sent.host, sent.port), request.method, request
         )
-        exchange.timeouts = extensions.get("timeout")
+        exchange.timeouts = _UNCHANGED
         return exchange
 
     def _checked(self, response: Any) -> Any:
@@ -99,27 +111,26 @@ class _Common(Protected):
         return response
 
 
-def _prepare(exchange: _HttpxExchange, budget: float | None) -> Any:
-    """The request of the next attempt: its own network timeouts, cut to ``budget``."""
+def _request(exchange: _HttpxExchange, in_async: bool) -> Any:
+    """The request of the next attempt: its own network timeouts, cut to what is left of
+    the active deadline (see ``network_budget``)."""
     request = exchange.request
-    timeouts = exchange.timeouts
+    given = exchange.timeouts
+    if given is _UNCHANGED:
+        if CURRENT.get() is None:
+            return request  # the common case: no deadline, nothing to undo
+        given = exchange.timeouts = request.extensions.get("timeout")
+    budget = network_budget(in_async)
+    extensions = {k: v for k, v in request.extensions.items() if k != "timeout"}
     if budget is not None:
-        given = timeouts or {}
-        timeouts = {}
-        for kind in _TIMEOUT_KINDS:
-            value = given.get(kind)
-            timeouts[kind] = budget if value is None or value > budget else value
-    if timeouts is not None and request.extensions.get("timeout") is not timeouts:
-        request.extensions = {**request.extensions, "timeout": timeouts}
+        extensions["timeout"] = {
+            kind: budget if (given or {}).get(kind) is None else min(given[kind], budget)
+            for kind in _TIMEOUT_KINDS
+        }
+    elif given is not None:
+        extensions["timeout"] = given
+    request.extensions = extensions
     return request
-
-
-def _close(response: Any) -> None:
-    response.close()
-
-
-async def _aclose(response: Any) -> None:
-    await response.aclose()
 
 
 class TransportBase(_Common):
@@ -127,15 +138,18 @@ class TransportBase(_Common):
 
     _transport_kinds = ("HTTPTransport", "BaseTransport")
 
-    def handle_request(self, request: Any) -> Any:
-        """Send ``request`` through the pipeline (``httpx.BaseTransport`` interface)."""
-        return self._checked(self._handle(self._exchange(request), _close))
+    #: ``httpx.BaseTransport``'s entry point: ``request`` through the pipeline.
+    handle_request = Protected._handle
+
+    @staticmethod
+    def _close(response: Any) -> None:
+        response.close()
 
     def _attempt(self, exchange: _HttpxExchange) -> Any:
         if exchange._failed:  # failed attempts' responses: nobody will read them
             for response in exchange.discarded():
                 response.close()
-        response = self.transport.handle_request(_prepare(exchange, network_budget(False)))
+        response = self.transport.handle_request(_request(exchange, False))
         if not exchange.receive(response, response.status_code, response.headers):
             response.close()  # nobody waits for this attempt any more
         return response
@@ -150,19 +164,19 @@ class AsyncTransportBase(_Common):
     _async = True
     _transport_kinds = ("AsyncHTTPTransport", "AsyncBaseTransport")
 
-    async def handle_async_request(self, request: Any) -> Any:
-        """Send ``request`` through the pipeline (``httpx.AsyncBaseTransport`` interface)."""
-        response = await self._ahandle(self._exchange(request), _aclose)
-        return self._checked(response)
+    #: ``httpx.AsyncBaseTransport``'s entry point: ``request`` through the pipeline.
+    handle_async_request = Protected._ahandle
+
+    @staticmethod
+    async def _close(response: Any) -> None:
+        await response.aclose()
 
     async def _attempt(self, exchange: _HttpxExchange) -> Any:
         if exchange._failed:  # failed attempts' responses: nobody will read them
-            await aclose_all(exchange.discarded(), _aclose)
-        response = await self.transport.handle_async_request(
-            _prepare(exchange, network_budget(True))
-        )
+            await aclose_all(exchange.discarded(), self._close)
+        response = await self.transport.handle_async_request(_request(exchange, True))
         if not exchange.receive(response, response.status_code, response.headers):
-            await aclose_all([response], _aclose)
+            await aclose_all([response], self._close)
         return response
 
     async def aclose(self) -> None:

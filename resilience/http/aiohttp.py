@@ -10,7 +10,7 @@ from typing import Any
 
 try:
     import aiohttp
-    from aiohttp import ClientRequest, ClientResponse
+    from aiohttp import ClientResponse
     from aiohttp.client_middlewares import ClientHandlerType
     from aiohttp.payload import BytesPayload
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -31,9 +31,9 @@ class _AiohttpExchange(Exchange):
 
     handler: ClientHandlerType
 
-    def may_duplicate(self) -> bool:
-        body = self.request.body
-        return self.may_retry and (not body or isinstance(body, BytesPayload))
+    def may_retry(self) -> bool:
+        request = self.request
+        return self.rules.may_retry(request.method, request.headers, None)
 
     def can_resend(self) -> bool:
         # aiohttp knows whether a body can be written again: bytes can, a stream that
@@ -46,9 +46,9 @@ class _AiohttpExchange(Exchange):
             return not consumed
         return isinstance(body, BytesPayload)
 
-
-async def _aclose(response: ClientResponse) -> None:
-    response.close()
+    def can_duplicate(self) -> bool:
+        body = self.request.body
+        return not body or isinstance(body, BytesPayload)
 
 
 class ResilienceMiddleware(Protected):
@@ -58,17 +58,18 @@ class ResilienceMiddleware(Protected):
     _unsent = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
     _async = True
 
-    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+    #: The middleware: ``await middleware(request, handler)``, as aiohttp calls it.
+    __call__ = Protected._ahandle
+
+    def _exchange(self, request: Any, handler: Any = None) -> _AiohttpExchange:
         url = request.url
         exchange = _AiohttpExchange(
-            self._rules,
-            origin(url.scheme, url.host or "", url.port),
-            request.method,
-            request,
-            self._rules.may_retry(request.method, request.headers, None),
+            self._rules, origin(url.scheme, url.raw_host or "", url.port), request.method, request
         )
         exchange.handler = handler
-        response = await self._ahandle(exchange, _aclose)
+        return exchange
+
+    def _checked(self, response: Any) -> Any:
         if not isinstance(response, ClientResponse):
             raise TypeError(
                 f"the pipeline of ResilienceMiddleware returned {response!r}; a Fallback in "
@@ -76,9 +77,13 @@ class ResilienceMiddleware(Protected):
             )
         return response
 
+    @staticmethod
+    async def _close(response: Any) -> None:
+        response.close()
+
     async def _attempt(self, exchange: _AiohttpExchange) -> Any:
         if exchange._failed:  # failed attempts' responses: nobody will read them
-            await aclose_all(exchange.discarded(), _aclose)
+            await aclose_all(exchange.discarded(), self._close)
         budget = network_budget(True)
         if budget is None:
             response = await exchange.handler(exchange.request)
