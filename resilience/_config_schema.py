@@ -9,9 +9,10 @@ Settings are what ``check-config`` prints and what ``Registry.reload`` compares.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._adaptive import AIMD, AdaptiveConcurrency, Gradient
@@ -78,7 +79,31 @@ FIXED = ("mode",)
 #: Keys of exception class names, turned into classes for the constructor.
 _EXCEPTION_KEYS = ("failure_on", "ignore", "retry_on", "on", "hedge_on", "dropped_on")
 #: Keys that are not constructor arguments: whether to use the registry's store.
-_SHAREABLE = frozenset({"circuit_breaker", "token_bucket"})
+_SHAREABLE = frozenset({"circuit_breaker", "token_bucket", "bulkhead"})
+
+
+def read_sync_mode(path: str, value: Any) -> str:
+    if value not in ("strict", "local-first"):
+        raise ConfigError(path, value, '"strict" or "local-first"')
+    return str(value)
+
+
+#: The store's options that one shared policy may set for itself (``store.with_options``):
+#: not constructor arguments either. They need ``shared = true``.
+STORE_OPTIONS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
+    "circuit_breaker": {
+        "sync_mode": read_sync_mode,
+        "flush_interval": lambda path, value: read_duration(path, value, positive=True),
+        "poll_interval": lambda path, value: read_duration(path, value, positive=True),
+        "min_instances": read_optional(read_int),
+    },
+    "token_bucket": {
+        "sync_mode": read_sync_mode,
+        "flush_interval": lambda path, value: read_duration(path, value, positive=True),
+        "lease_tokens": read_optional(read_int),
+    },
+    "bulkhead": {"slot_lease": lambda path, value: read_duration(path, value, positive=True)},
+}
 
 
 @dataclass(frozen=True)
@@ -91,6 +116,8 @@ class PolicySpec:
     name: str
     settings: Mapping[str, Any]
     shared: bool = False
+    #: Store options of this policy alone (``STORE_OPTIONS``; only when shared).
+    store_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -190,11 +217,14 @@ def _read_budget(path: str, value: Any) -> dict[str, Any]:
         "min_per_second": _read_non_negative,
         "window": _read_positive_duration,
     }
-    check_keys(path, table, keys, "a setting of a retry budget")
+    check_keys(path, table, [*keys, "shared"], "a setting of a retry budget")
     result = _defaults_of(RetryBudget, keys)
     for key, read in keys.items():
         if key in table:
             result[key] = read(f"{path}.{key}", table[key])
+    if "shared" in table and read_bool(f"{path}.shared", table["shared"]):
+        # The fleet's budget, in the registry's store, named after its retry policy.
+        result["shared"] = True
     return result
 
 
@@ -476,6 +506,7 @@ def allowed_keys(kind: str, *, in_defaults: bool) -> list[str]:
     keys = list(_KEYS[kind])
     if kind in _SHAREABLE:
         keys.append("shared")
+        keys.extend(STORE_OPTIONS.get(kind, ()))
     if not in_defaults:
         keys.append("name")
     return keys
@@ -510,6 +541,9 @@ def read_settings(path: str, kind: str, table: Mapping[str, Any]) -> dict[str, A
             settings["per"] = per
     if "shared" in table:
         settings["shared"] = read_bool(f"{path}.shared", table["shared"])
+    for key, read in STORE_OPTIONS.get(kind, {}).items():
+        if key in table:
+            settings[key] = read(f"{path}.{key}", table[key])
     return settings
 
 
@@ -524,15 +558,22 @@ def read_policy(
         if key not in settings:
             raise ConfigError(f"{path}.{key}", None, f"a value: a {kind} needs {key}")
     shared = bool(settings.pop("shared", False))
+    options = {key: given[key] for key in STORE_OPTIONS.get(kind, ()) if key in given}
+    if options and not shared:
+        key = next(iter(options))
+        raise ConfigError(
+            f"{path}.{key}", options[key], "shared = true: it is an option of the shared store"
+        )
     name = read_str(f"{path}.name", table["name"]) if "name" in table else default_name
-    return PolicySpec(path, entry, kind, name, settings, shared)
+    return PolicySpec(path, entry, kind, name, settings, shared, options)
 
 
 # -- building and changing policies --------------------------------------------------------
 
 
-def _arguments(spec: PolicySpec, clock: Clock | None) -> dict[str, Any]:
-    """Constructor arguments from settings."""
+def _arguments(spec: PolicySpec, clock: Clock | None, store: Any = None) -> dict[str, Any]:
+    """Constructor arguments from settings (``store``: the registry's, for a shared
+    retry budget)."""
     kwargs = dict(spec.settings)
     for key in _EXCEPTION_KEYS:
         if key in kwargs:
@@ -555,7 +596,10 @@ def _arguments(spec: PolicySpec, clock: Clock | None) -> dict[str, Any]:
         backoff = dict(kwargs["backoff"])
         kwargs["backoff"] = _BACKOFFS[backoff.pop("kind")](**backoff)
         if kwargs["budget"] is not None:
-            kwargs["budget"] = RetryBudget(**kwargs["budget"], clock=clock)
+            budget = dict(kwargs["budget"])
+            if budget.pop("shared", False):
+                budget.update(store=store, key=spec.name)
+            kwargs["budget"] = RetryBudget(**budget, clock=clock)
     return kwargs
 
 
@@ -571,11 +615,11 @@ def _constructor_error(spec: PolicySpec, exc: Exception) -> ConfigError:
 
 def build(spec: PolicySpec, store: Any, clock: Clock | None) -> Policy:
     """A new policy for ``spec`` (``store`` is used when the spec is shared)."""
-    kwargs = _arguments(spec, clock)
     extra: dict[str, Any] = {"name": spec.name, "clock": clock}
     if spec.shared:
-        extra["store"] = store
+        extra["store"] = _store_for(spec, store)
     try:
+        kwargs = _arguments(spec, clock, store)
         if spec.kind == "fallback":
             return Fallback(kwargs.pop("value"), **kwargs, **extra)
         return _CLASSES[spec.kind](**kwargs, **extra)
@@ -583,26 +627,52 @@ def build(spec: PolicySpec, store: Any, clock: Clock | None) -> Policy:
         raise _constructor_error(spec, exc) from None
 
 
+def _store_for(spec: PolicySpec, store: Any) -> Any:
+    """The registry's store, or a view of it with the policy's own store options."""
+    options = spec.store_options
+    if not options:
+        return store
+    with_options = getattr(store, "with_options", None)
+    if with_options is None:
+        key = next(iter(options))
+        raise ConfigError(
+            f"{spec.path}.{key}", options[key], "a Redis store (store.redis_url) to apply to"
+        )
+    try:
+        return with_options(**options)
+    except (ValueError, TypeError) as exc:
+        key = next((k for k in options if str(exc).startswith(k)), next(iter(options)))
+        expected = f"a value that fits ({exc})"
+        raise ConfigError(f"{spec.path}.{key}", options[key], expected) from None
+
+
 def apply(policy: Policy, spec: PolicySpec) -> None:
     """Change a live policy to ``spec``'s settings, keeping its state."""
-    kwargs = _arguments(spec, policy._clock)
+    settings = dict(spec.settings)
+    if spec.kind == "retry":
+        settings["budget"] = None  # made below, from the budget in use
+    kwargs = _arguments(dataclasses.replace(spec, settings=settings), policy._clock)
     kwargs.pop("key", None)  # a token bucket's key is its identity: not reloadable
     for key in FIXED:  # unchanged: Registry.reload refuses to change them
         kwargs.pop(key, None)
     if spec.kind == "retry" and isinstance(policy, Retry):
         old_budget = policy.budget
-        new_budget = kwargs["budget"]
+        wanted = spec.settings["budget"]
         if (
             isinstance(old_budget, RetryBudget)
-            and isinstance(new_budget, RetryBudget)
-            and old_budget.window == new_budget.window
+            and wanted is not None
+            and old_budget.window == wanted["window"]
+            and (old_budget.store is not None) == bool(wanted.get("shared"))
         ):
             # Same window: keep the one in use (and what it counted), with the new ratios.
+            # (A shared budget's window and sharing cannot change: see config.py.)
             old_budget.ratio, old_budget.min_per_second = (
-                new_budget.ratio,
-                new_budget.min_per_second,
+                wanted["ratio"],
+                wanted["min_per_second"],
             )
             kwargs["budget"] = old_budget
+        elif wanted is not None:  # a private budget over another window: a new one
+            kwargs["budget"] = _arguments(spec, policy._clock)["budget"]
     args = (kwargs.pop("value"),) if spec.kind == "fallback" else ()
     try:
         # The policy, and the copies that stand in for it (the HTTP integrations' per
@@ -632,6 +702,9 @@ _DURATIONS = frozenset(
         "base",
         "step",
         "max",
+        "flush_interval",
+        "poll_interval",
+        "slot_lease",
     }
 )
 

@@ -16,8 +16,8 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,17 @@ from ._config_schema import (
     check_table,
     read_policy,
     read_settings,
+    read_sync_mode,
     show,
 )
-from ._config_values import check_keys, read_str, read_table
+from ._config_values import (
+    check_keys,
+    read_duration,
+    read_int,
+    read_optional,
+    read_str,
+    read_table,
+)
 from ._pipeline import Pipeline
 from ._policy import Policy
 from .errors import ConfigError
@@ -46,6 +54,15 @@ _log = logging.getLogger("resilience")
 ENV_PREFIX = "RESILIENCE__"
 _SECTIONS = ("store", "defaults", "pipelines")
 _STORE_KEYS = ("redis_url", "prefix")
+#: Options of the Redis store (see RedisStore.from_url), and how to read them.
+_REDIS_OPTIONS: dict[str, Callable[[str, Any], Any]] = {
+    "sync_mode": read_sync_mode,
+    "flush_interval": lambda path, value: read_duration(path, value, positive=True),
+    "poll_interval": lambda path, value: read_duration(path, value, positive=True),
+    "min_instances": read_optional(read_int),
+    "lease_tokens": read_optional(read_int),
+    "slot_lease": lambda path, value: read_duration(path, value, positive=True),
+}
 
 
 @dataclass(frozen=True)
@@ -82,12 +99,15 @@ class PolicyDescription:
     name: str
     settings: Mapping[str, Any]
     shared: bool
+    #: The store options this policy sets for itself (``sync_mode``...), if shared.
+    store_options: Mapping[str, Any] = field(default_factory=dict)
 
     def show(self) -> str:
         """The settings as ``key=value`` pairs, as a config file would write them."""
         parts = [f"{key}={show(key, value)}" for key, value in self.settings.items()]
         if self.shared:
             parts.append("shared=true")
+        parts.extend(f"{key}={show(key, value)}" for key, value in self.store_options.items())
         return " ".join(parts)
 
 
@@ -187,7 +207,9 @@ class Registry:
         """The policies of pipeline ``name``, outermost first, with their settings."""
         self.pipeline(name)  # a KeyError for unknown names
         return [
-            PolicyDescription(spec.entry, spec.kind, spec.name, spec.settings, spec.shared)
+            PolicyDescription(
+                spec.entry, spec.kind, spec.name, spec.settings, spec.shared, spec.store_options
+            )
             for spec in self._config.pipelines[name]
         ]
 
@@ -439,19 +461,27 @@ def _check(document: Mapping[str, Any]) -> _Config:
                 raise ConfigError(
                     f"{spec.path}.shared", True, "a [store] section to share state through"
                 )
+            if _shared_budget(spec) is not None and store is None:
+                raise ConfigError(
+                    f"{spec.path}.budget.shared", True, "a [store] section to share state through"
+                )
         pipelines[name] = specs
     return _Config(store, pipelines)
 
 
 def _read_store(value: Any) -> dict[str, Any]:
     table = read_table("store", value)
-    check_keys("store", table, _STORE_KEYS, "a store setting")
+    check_keys("store", table, [*_STORE_KEYS, *_REDIS_OPTIONS], "a store setting")
     store: dict[str, Any] = {}
     for key in _STORE_KEYS:
         if key in table:
             store[key] = read_str(f"store.{key}", table[key])
-    if "prefix" in store and "redis_url" not in store:
-        raise ConfigError("store.prefix", store["prefix"], "a redis_url for the prefix to apply to")
+    for key, read in _REDIS_OPTIONS.items():
+        if key in table:
+            store[key] = read(f"store.{key}", table[key])
+    for key in store:
+        if key != "redis_url" and "redis_url" not in store:
+            raise ConfigError(f"store.{key}", store[key], f"a redis_url for the {key} to apply to")
     return store
 
 
@@ -469,11 +499,13 @@ def _make_store(settings: Mapping[str, Any]) -> Any:
             "a store this installation has: Redis needs resilience.stores.redis and the "
             f"redis extra (pip install 'resiliency[redis]'): {exc}",
         ) from None
-    kwargs = {"prefix": settings["prefix"]} if "prefix" in settings else {}
+    kwargs = {key: value for key, value in settings.items() if key != "redis_url"}
     try:
         return redis_store.RedisStore.from_url(settings["redis_url"], **kwargs)
     except (ValueError, TypeError) as exc:
-        raise ConfigError("store.redis_url", settings["redis_url"], str(exc)) from None
+        message = str(exc)
+        key = next((k for k in kwargs if message.startswith(k)), "redis_url")
+        raise ConfigError(f"store.{key}", settings[key], message) from None
 
 
 def _read_defaults(value: Any) -> dict[str, Mapping[str, Any]]:
@@ -584,7 +616,16 @@ def _read_pipeline(
 def _check_same_shape(name: str, old: tuple[PolicySpec, ...], new: tuple[PolicySpec, ...]) -> None:
     def shape(specs: tuple[PolicySpec, ...]) -> list[tuple[Any, ...]]:
         return [
-            (s.entry, s.kind, s.name, s.shared, s.settings.get("key"), s.settings.get("mode"))
+            (
+                s.entry,
+                s.kind,
+                s.name,
+                s.shared,
+                s.settings.get("key"),
+                s.settings.get("mode"),
+                dict(s.store_options),
+                _shared_budget(s),
+            )
             for s in specs
         ]
 
@@ -593,9 +634,18 @@ def _check_same_shape(name: str, old: tuple[PolicySpec, ...], new: tuple[PolicyS
             f"pipelines.{name}",
             [f"{s.entry} ({s.name})" for s in new],
             "the policies the pipeline runs with, in the same order, with the same names, "
-            f"shared, key and mode settings ({', '.join(f'{s.entry} ({s.name})' for s in old)}); "
+            "shared, key and mode settings, store options and shared retry budgets' windows "
+            f"({', '.join(f'{s.entry} ({s.name})' for s in old)}); "
             "changing them needs a new registry",
         )
+
+
+def _shared_budget(spec: PolicySpec) -> float | None:
+    """The window of a retry policy's shared budget (None: no shared budget)."""
+    budget = spec.settings.get("budget") if spec.kind == "retry" else None
+    if isinstance(budget, Mapping) and budget.get("shared"):
+        return float(budget["window"])
+    return None
 
 
 def _differences(before: PolicySpec, after: PolicySpec) -> list[Change]:
