@@ -10,7 +10,15 @@ import pytest
 import redis
 from redis_helpers import Cluster
 
-from resilience import CircuitBreaker, CircuitOpen, RateLimited, TokenBucket
+from resilience import (
+    Bulkhead,
+    BulkheadFull,
+    CircuitBreaker,
+    CircuitOpen,
+    RateLimited,
+    RetryBudget,
+    TokenBucket,
+)
 from resilience.stores.redis import AsyncRedisStore, RedisStore
 from resilience.testing import FakeClock
 
@@ -133,3 +141,29 @@ def test_the_asyncio_store_on_the_cluster(cluster: Cluster, prefix: str) -> None
             assert store._link.failures == 0
 
     anyio.run(main)
+
+
+def test_fleet_policies_across_the_cluster(make_cluster_store: Callable[..., RedisStore]) -> None:
+    """Local-first breakers (with the min_instances guard), leased buckets, retry
+    budgets and bulkheads: every script keeps to one slot, whatever the node."""
+    stores = [make_cluster_store(sync_mode="local-first", min_instances=2) for _ in range(2)]
+    names = [f"fleet-{i}" for i in range(6)]
+    for name in names:
+        here, there = (CircuitBreaker(name, store=s, consecutive_failures=2) for s in stores)
+        for breaker in (here, there):
+            with pytest.raises(Boom):
+                breaker.call(boom)
+            with pytest.raises(Boom):
+                breaker.call(boom)
+        eventually(lambda here=here: here.state == "open")  # type: ignore[misc]
+        limiter = TokenBucket(100, store=stores[0], key=name)
+        for _ in range(20):
+            limiter.acquire()
+        budget = RetryBudget(0.5, min_per_second=1, store=stores[0], key=name)
+        assert budget.try_retry()
+        bulkhead = Bulkhead(1, name=name, store=stores[0])
+        other = Bulkhead(1, name=name, store=stores[1])
+        with bulkhead, pytest.raises(BulkheadFull):
+            other.call(lambda: None)
+        stores[0].flush()
+        assert stores[1].bulkhead_status(name).held == 0

@@ -12,7 +12,15 @@ import anyio
 import pytest
 from redis_helpers import Boom, eventually, fail
 
-from resilience import CircuitBreaker, CircuitOpen, CountWindow, RateLimited, TokenBucket
+from resilience import (
+    Bulkhead,
+    CircuitBreaker,
+    CircuitOpen,
+    CountWindow,
+    RateLimited,
+    RetryBudget,
+    TokenBucket,
+)
 from resilience.stores.redis import AsyncRedisStore, RedisStore
 from resilience.testing import FakeClock, RedisServer
 
@@ -346,3 +354,19 @@ async def test_an_async_local_first_bucket(local_first: Callable[..., RedisStore
         await limiter.aacquire()
     with pytest.raises(RateLimited):
         await limiter.aacquire()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_aclose_leaves_no_thread_behind(redis_url: str, prefix: str) -> None:
+    before = {t.name for t in threading.enumerate()}
+    store = AsyncRedisStore.from_url(redis_url, prefix=prefix, sync_mode="local-first")
+    breaker = CircuitBreaker("athreads", store=store)
+    budget = RetryBudget(store=store, key="athreads")
+    bulkhead = Bulkhead(2, name="athreads", store=store)
+    assert await breaker.acall(bulkhead.acall, anyio.sleep, 0) is None
+    budget.record_call()
+    ours = lambda: {t.name for t in threading.enumerate() if t.name.startswith("resilience")}  # noqa: E731
+    assert ours()  # the listener, the worker
+    await store.aclose()
+    assert ours() - before == set()  # (anyio's own idle worker threads may remain)
