@@ -115,3 +115,18 @@ def test_cut_off_from_redis_the_floor_is_split_across_the_instances_last_seen(
     finally:
         for store in stores:
             store.close()
+
+
+def test_failing_closed_no_retry_while_cut_off(own_server: RedisServer) -> None:
+    store = RedisStore.from_url(
+        own_server.url, prefix="closed", timeout=0.2, on_store_error="closed", errors_to_cut_off=1
+    )
+    try:
+        budget = RetryBudget(ratio=0.5, min_per_second=1.0, store=store, key="c")
+        assert budget.try_retry()
+        own_server.kill()
+        store.flush()
+        assert not store.available
+        assert not budget.try_retry()
+    finally:
+        store.close()

@@ -188,3 +188,22 @@ async def test_the_asyncio_store(make_async_store: Callable[..., AsyncRedisStore
         except BulkheadFull:
             assert time.monotonic() < deadline
             await anyio.sleep(0.01)
+
+
+def test_failing_closed_the_bulkhead_is_full_while_redis_cannot_be_asked(
+    own_server: RedisServer,
+) -> None:
+    store = RedisStore.from_url(
+        own_server.url, prefix="closed", timeout=0.2, on_store_error="closed", errors_to_cut_off=1
+    )
+    try:
+        bulkhead = Bulkhead(4, name="closed", store=store)
+        assert bulkhead.call(lambda: "up") == "up"
+        own_server.kill()
+        with pytest.raises(BulkheadFull):
+            bulkhead.call(lambda: None)  # this call's script fails
+        assert not store.available
+        with pytest.raises(BulkheadFull):
+            bulkhead.call(lambda: None)  # cut off
+    finally:
+        store.close()

@@ -16,7 +16,8 @@ add up to more than the headroom. Between reports the process may retry while
 fleet's retries stay within ``ratio * calls + min_per_second * window``. An instance
 that stops reporting gives its share back after ``3 * poll_interval``. Before the first
 reply, and while the store is cut off from Redis, a local budget decides, with the
-floor split across the instances last seen.
+floor split across the instances last seen (with ``on_store_error="closed"``, no retry
+is allowed while cut off).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class RedisBudget:
         self._link = link
         self._options = options
         self._keys = budget_keys(options.prefix, key)
+        self._fail_closed = options.on_store_error == "closed"
         self._clock = clock
         self._time = script_time(clock)
         self._lock = threading.Lock()
@@ -87,6 +89,8 @@ class RedisBudget:
     def try_retry(self) -> bool:
         fallback = self._fallback
         if fallback is not None:
+            if self._fail_closed and not self._link.up:
+                return False  # on_store_error="closed": no retry without the fleet's word
             if not fallback.try_retry():
                 return False
             with self._lock:

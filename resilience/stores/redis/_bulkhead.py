@@ -78,6 +78,7 @@ class RedisBulkhead:
         self._options = options
         self._worker = worker
         self._keys = bulkhead_keys(options.prefix, key)
+        self._fail_closed = options.on_store_error == "closed"
         self._lease_us = str(math.ceil(options.slot_lease * 1e6))
         # An instance renews (and so heartbeats) every third of a lease: one that missed
         # three is not alive.
@@ -171,8 +172,8 @@ class RedisBulkhead:
         return self._took(reply, holder)
 
     def _took(self, reply: Any, holder: str) -> bool:
-        if reply is FAILED:
-            return self._try_locally()
+        if reply is FAILED:  # this call could not ask: the local share decides it
+            return not self._fail_closed and self._local_core().try_acquire()
         if self._replied(reply) == 0:
             return False
         with self._lock:
@@ -180,14 +181,16 @@ class RedisBulkhead:
         return True
 
     def _try_locally(self) -> bool:
-        """Cut off: the local share decides. Up, with callers queued here: nobody
-        overtakes them."""
-        if self._link.up:
+        """Cut off: the local share decides (``on_store_error="closed"``: nobody gets
+        in). Up, with callers queued here: nobody overtakes them."""
+        if self._link.up or self._fail_closed:
             return False
         return self._local_core().try_acquire()
 
     def admit(self, make_waiter: Callable[[], W]) -> W | bool:
         if not self._link.up:
+            if self._fail_closed:
+                return False
             return self._local_core().admit(make_waiter)
         with self._lock:
             if len(self._waiters) >= self.max_queue:
@@ -318,7 +321,10 @@ class RedisBulkhead:
             self._worker.wake()
 
     def _serve_locally(self) -> None:
-        """Cut off: callers queued here for Redis slots queue for local ones instead."""
+        """Cut off: callers queued here for Redis slots queue for local ones instead
+        (failing closed: they wait for Redis, up to their ``max_wait``)."""
+        if self._fail_closed:
+            return
         with self._lock:
             waiting = list(self._waiters)
             self._waiters.clear()

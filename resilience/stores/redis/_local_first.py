@@ -108,7 +108,10 @@ class LocalFirstBreaker(RedisBreaker):
         self._early = min(thresholds, default=math.inf)
         self._streak_limit = settings.consecutive_failures or math.inf
         with self._lock:
-            if self.standing is not None:
+            old = self.standing
+            if old is not None:  # successes its counter holds are reported all the same
+                if old.ok is not None:
+                    self._ok += next(old.ok) - self._counter_read
                 self.standing = self._new_standing()
 
     def _new_standing(self) -> LocalPermit:
@@ -224,7 +227,7 @@ class LocalFirstBreaker(RedisBreaker):
 
     def _count(self, permit: Permit, failed: bool, slow: bool) -> None:
         with self._lock:
-            if permit is not self.standing or self._code != _CLOSED:
+            if permit.epoch != self._epoch or self._code != _CLOSED:
                 return  # another epoch's, or disabled: not evidence
             if failed:
                 if slow:
