@@ -189,6 +189,7 @@ def _seconds(value: float | None) -> str:
 def _status(args: argparse.Namespace, store: Any, where: str) -> int:
     breakers = store.breakers()
     buckets = store.buckets()
+    bulkheads = store.bulkheads()
     if args.json:
         print(
             json.dumps(
@@ -196,6 +197,7 @@ def _status(args: argparse.Namespace, store: Any, where: str) -> int:
                     "store": where,
                     "breakers": [dataclasses.asdict(b) for b in breakers],
                     "buckets": [dataclasses.asdict(b) for b in buckets],
+                    "bulkheads": [dataclasses.asdict(b) for b in bulkheads],
                 },
                 indent=2,
             )
@@ -226,6 +228,11 @@ def _status(args: argparse.Namespace, store: Any, where: str) -> int:
         print(table(["TOKEN BUCKET", "TOKENS", "BURST", "RATE"], rows))
     else:
         print("no token buckets below their burst (a full bucket has no state in Redis)")
+    if bulkheads:
+        rows = [[b.key, str(b.held), str(b.instances)] for b in bulkheads]
+        print(table(["BULKHEAD", "HELD", "INSTANCES"], rows))
+    else:
+        print("no shared bulkheads in use")
     return 0
 
 

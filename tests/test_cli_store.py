@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from resilience import CircuitBreaker, TokenBucket
+from resilience import Bulkhead, CircuitBreaker, TokenBucket
 from resilience.stores.redis import RedisStore
 from resilience.testing import RedisServer
 
@@ -56,13 +56,16 @@ def opened(store: RedisStore, name: str) -> CircuitBreaker:
     return breaker
 
 
-def test_status_lists_breakers_and_buckets(server: RedisServer, store: RedisStore) -> None:
+def test_status_lists_breakers_buckets_and_bulkheads(
+    server: RedisServer, store: RedisStore
+) -> None:
     opened(store, "payments")
     CircuitBreaker("search", store=store).call(lambda: 1)
     bucket = TokenBucket(1, per=60, burst=5, store=store, name="api")
     for _ in range(3):
         bucket.acquire()
-    proc = run("status", "--redis", server.url, "--prefix", store.prefix)
+    with Bulkhead(4, name="db", store=store):
+        proc = run("status", "--redis", server.url, "--prefix", store.prefix)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == f"store: Redis at {server.url} (prefix {store.prefix!r})"
@@ -89,6 +92,8 @@ def test_status_lists_breakers_and_buckets(server: RedisServer, store: RedisStor
     assert api[0] == "api"
     assert float(api[1]) == pytest.approx(2.0, abs=0.1)
     assert api[2:] == ["5", f"{1 / 60:g}/s"]
+    assert lines[6].split() == ["BULKHEAD", "HELD", "INSTANCES"]
+    assert lines[7].split() == ["db", "1", "1"]
 
 
 def test_status_as_json(server: RedisServer, store: RedisStore) -> None:
@@ -103,6 +108,7 @@ def test_status_as_json(server: RedisServer, store: RedisStore) -> None:
         1,
     )
     assert data["buckets"] == []
+    assert data["bulkheads"] == []
 
 
 def heard(breakers: tuple[CircuitBreaker, ...], state: str) -> bool:

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from resilience import CircuitBreaker, CircuitOpen, CountWindow, TokenBucket
-from resilience.stores.redis import BreakerStatus, BucketStatus, RedisStore
+from resilience import Bulkhead, CircuitBreaker, CircuitOpen, CountWindow, TokenBucket
+from resilience.stores.redis import BreakerStatus, BucketStatus, BulkheadStatus, RedisStore
 
 
 class Boom(Exception):
@@ -104,6 +104,22 @@ def test_buckets_lists_the_buckets_in_use(make_store: Callable[..., RedisStore])
     assert store.bucket_status("idle") is None
 
 
+def test_bulkheads_lists_the_shared_bulkheads_in_use(
+    make_store: Callable[..., RedisStore],
+) -> None:
+    store, other = make_store(), make_store()
+    assert store.bulkheads() == []
+    db = Bulkhead(3, name="db", store=store)
+    Bulkhead(3, name="db", store=other).call(lambda: None)
+    Bulkhead(1, name="idle{odd}", store=other).call(lambda: None)
+    other.flush()  # hand back the slots those calls held (done in the background)
+    with db:
+        listed = store.bulkheads()
+    assert [status.key for status in listed] == ["db", "idle{odd}"]
+    assert listed[0] == BulkheadStatus(key="db", held=1, instances=2)
+    assert listed[1] == BulkheadStatus(key="idle{odd}", held=0, instances=1)
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 @pytest.mark.anyio
 async def test_the_admin_api_from_async_code(make_store: Callable[..., RedisStore]) -> None:
@@ -113,6 +129,9 @@ async def test_the_admin_api_from_async_code(make_store: Callable[..., RedisStor
     assert status.state == "forced_open"
     assert (await store.abreaker_status("async-admin")) == status
     assert await store.abuckets() == []
+    assert await store.abucket_status("none") is None
+    assert await store.abulkheads() == []
+    assert await store.abulkhead_status("none") == BulkheadStatus("none", held=0, instances=0)
 
 
 def test_many_breakers_are_listed_across_scan_pages(make_store: Callable[..., RedisStore]) -> None:

@@ -110,6 +110,11 @@ def bulkhead_keys(prefix: str, key: str) -> tuple[str, str]:
     return f"{base}:h", f"{base}:i"
 
 
+def bulkhead_name(prefix: str, instances_key: str) -> str:
+    """The bulkhead key in the key of its instances (``prefix:bh:{key}:i``)."""
+    return instances_key[len(prefix) + 5 : -3]
+
+
 def breaker_name(prefix: str, key_or_channel: str) -> str:
     """The breaker name in a state key or channel name."""
     return key_or_channel[len(prefix) + 5 : key_or_channel.rindex("}")]

@@ -64,6 +64,7 @@ from ._layout import (
     bucket_key,
     bucket_name,
     bulkhead_keys,
+    bulkhead_name,
     glob_escape,
 )
 from ._limiter import LeasedBucket, RedisBucket
@@ -420,6 +421,15 @@ class _SharedStore:
         reply = evalsha(self._client, BH_STATUS, bulkhead_keys(self.prefix, key), (horizon, ""))
         return BulkheadStatus(key=key, held=int(reply[0]), instances=int(reply[1]))
 
+    def bulkheads(self) -> list[BulkheadStatus]:
+        """Every shared bulkhead under this prefix that an instance used recently (its
+        slots held now and the instances alive), by key. Like :meth:`breakers`, talks
+        to Redis directly: Redis errors propagate."""
+        pattern = f"{glob_escape(self.prefix)}:bh:*:i"
+        keys = sorted({bulkhead_name(self.prefix, _text(key)) for key in self._scan(pattern)})
+        statuses = (self.bulkhead_status(key) for key in keys)
+        return [status for status in statuses if status.held or status.instances]
+
     def flush(self) -> None:
         """Do now, in this thread, what the store's background worker would do soon:
         send the outcome counts and calls not reported yet, learn the state of every
@@ -532,6 +542,18 @@ class _SharedStore:
     async def abuckets(self) -> list[BucketStatus]:
         """:meth:`buckets` for async code (runs in a worker thread)."""
         return await anyio.to_thread.run_sync(self.buckets)
+
+    async def abucket_status(self, key: str) -> BucketStatus | None:
+        """:meth:`bucket_status` for async code (runs in a worker thread)."""
+        return await anyio.to_thread.run_sync(self.bucket_status, key)
+
+    async def abulkheads(self) -> list[BulkheadStatus]:
+        """:meth:`bulkheads` for async code (runs in a worker thread)."""
+        return await anyio.to_thread.run_sync(self.bulkheads)
+
+    async def abulkhead_status(self, key: str) -> BulkheadStatus:
+        """:meth:`bulkhead_status` for async code (runs in a worker thread)."""
+        return await anyio.to_thread.run_sync(self.bulkhead_status, key)
 
     # -- construction from a URL --------------------------------------------------------
 
