@@ -112,6 +112,7 @@ def forked(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, A
         report: dict[str, Any] = {}
         try:
             report["calls"] = [breaker.call(lambda: 2) for _ in range(3)]
+            store.flush()  # the child's counts, by the child's worker (local-first)
             os.write(write, b"go\n")  # the parent now opens the breaker by hand
             deadline = time.monotonic() + 10
             while breaker.state != "forced_open" and time.monotonic() < deadline:
@@ -124,8 +125,12 @@ def forked(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, A
             os._exit(0)
     with os.fdopen(read) as child:
         assert child.readline() == "go\n"
+        store.flush()  # the parent's own counts, if not sent before the fork
+        status = store.breaker_status(args["breaker"]["name"])
         store.force_breaker(args["breaker"]["name"], "open")
         report = json.loads(child.readline())
+    # Each call counted once: the child reports its own calls, not the parent's.
+    report["fleet_calls"] = None if status is None else status.calls
     os.waitpid(pid, 0)
     return report
 

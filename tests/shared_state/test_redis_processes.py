@@ -103,12 +103,22 @@ def test_four_processes_share_a_bucket_exactly(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
+@pytest.mark.parametrize("sync_mode", ["strict", "local-first"])
 def test_a_store_made_before_fork_works_in_the_child(
-    workers: Workers, redis_url: str, prefix: str
+    workers: Workers, redis_url: str, prefix: str, sync_mode: str
 ) -> None:
-    """gunicorn --preload and the like: the app (and its store) exist before fork."""
-    args = {**store_args(redis_url, prefix), "breaker": {"name": "forked"}}
+    """gunicorn --preload and the like: the app (and its store) exist before fork. The
+    child's calls reach Redis (local-first: through the child's own worker), each once
+    (1 call in the parent before the fork, 3 in the child), and the child hears a
+    transition through its own listener."""
+    store = store_args(redis_url, prefix, sync_mode=sync_mode)
+    args = {**store, "breaker": {"name": "forked"}}
     [parent] = workers.spawn(1, "forked", args)
     Workers.start([parent], delay=0.0)
     [report] = Workers.results([parent])
-    assert report == {"calls": [2, 2, 2], "heard": "forced_open", "calls_seen": 0}
+    assert report == {
+        "calls": [2, 2, 2],
+        "heard": "forced_open",
+        "calls_seen": 0,
+        "fleet_calls": 4,
+    }
