@@ -187,8 +187,14 @@ class CircuitBreaker(Policy):
 
     @property
     def mode(self) -> str:
-        """``enforce``, or ``metrics_only`` (shadow mode: never rejects a call)."""
+        """``enforce``, or ``metrics_only`` (shadow mode: never rejects a call).
+        Settable at run time; copies that follow this policy (the HTTP integrations'
+        per-host copies) switch with it."""
         return "metrics_only" if self._shadow else "enforce"
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        self._switch_mode(mode)
 
     def open(self) -> None:
         """Reject every call until :meth:`close` or :meth:`reset` (state ``forced_open``)."""
@@ -311,14 +317,14 @@ class CircuitBreaker(Policy):
         judge_exception, judge_result = self._judge_exception, self._judge_result
         finish, rejected = self._finish, self._rejected
         fast = self._fast
-        shadow, would_reject = self._shadow, self._would_reject
+        would_reject = self._would_reject
 
         def run(*args: Any, **kwargs: Any) -> Any:
             permit = backend.standing
             if permit is None:
                 permit = acquire()
                 if permit is None:
-                    if not shadow:
+                    if not self._shadow:  # read per refusal: the mode can change
                         raise rejected()
                     would_reject()
                     return inner(*args, **kwargs)
@@ -349,14 +355,14 @@ class CircuitBreaker(Policy):
         judge_exception, judge_result = self._judge_exception, self._judge_result
         finish, afinish, rejected = self._finish, self._afinish, self._rejected
         fast = self._fast
-        shadow, would_reject = self._shadow, self._would_reject
+        would_reject = self._would_reject
 
         async def asked(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             """A call without a standing permit: ask the backend (awaiting it unless it
             never blocks), and hand the outcome back the same way."""
             permit = acquire() if nonblocking else await backend.aacquire()
             if permit is None:
-                if not shadow:
+                if not self._shadow:
                     raise rejected()
                 would_reject()
                 return await inner(*args, **kwargs)

@@ -220,8 +220,14 @@ class Bulkhead(Policy):
 
     @property
     def mode(self) -> str:
-        """``enforce``, or ``metrics_only`` (shadow mode: never queues nor rejects a call)."""
+        """``enforce``, or ``metrics_only`` (shadow mode: never queues nor rejects a call).
+        Settable at run time; copies that follow this policy (the HTTP integrations'
+        per-host copies) switch with it."""
         return "metrics_only" if self._shadow else "enforce"
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        self._switch_mode(mode)
 
     @property
     def max_concurrent(self) -> int:

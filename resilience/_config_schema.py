@@ -74,8 +74,6 @@ _CLASSES: dict[str, type[Policy]] = {
     "timeout": Timeout,
     "chaos": Chaos,
 }
-#: Settings that cannot change on a reload: the policy is composed around them.
-FIXED = ("mode",)
 #: Keys of exception class names, turned into classes for the constructor.
 _EXCEPTION_KEYS = ("failure_on", "ignore", "retry_on", "on", "hedge_on", "dropped_on")
 #: Keys that are not constructor arguments: whether to use the registry's store.
@@ -653,8 +651,8 @@ def apply(policy: Policy, spec: PolicySpec) -> None:
         settings["budget"] = None  # made below, from the budget in use
     kwargs = _arguments(dataclasses.replace(spec, settings=settings), policy._clock)
     kwargs.pop("key", None)  # a token bucket's key is its identity: not reloadable
-    for key in FIXED:  # unchanged: Registry.reload refuses to change them
-        kwargs.pop(key, None)
+    # Shadow mode is switched on its own (the ``mode`` setter reaches the copies).
+    mode = kwargs.pop("mode", None)
     if spec.kind == "retry" and isinstance(policy, Retry):
         old_budget = policy.budget
         wanted = spec.settings["budget"]
@@ -682,6 +680,8 @@ def apply(policy: Policy, spec: PolicySpec) -> None:
             target._configured(dict(zip(("value",), args, strict=False), **kwargs))
     except (ValueError, TypeError, OverflowError) as exc:
         raise _constructor_error(spec, exc) from None
+    if mode is not None and mode != policy.mode:  # type: ignore[attr-defined]
+        policy.mode = mode  # type: ignore[attr-defined]
 
 
 # -- showing settings ------------------------------------------------------------------------

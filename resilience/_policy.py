@@ -43,7 +43,7 @@ import wrapt
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._events import WATCHERS, Event, Listener, _subscribe, emit
-from ._validation import check_name
+from ._validation import check_mode, check_name
 
 if TYPE_CHECKING:
     from ._describe import PipelineDescription
@@ -217,6 +217,14 @@ class Policy:
         bound = inspect.signature(type(self)).bind(*args, **kwargs)
         bound.arguments.update(changes)
         self._init_args = (bound.args, bound.kwargs)
+
+    def _switch_mode(self, mode: str) -> None:
+        """The ``mode`` setter of policies that have one: shadow mode on or off at run
+        time, for this policy and the copies that follow it (later clones too)."""
+        shadow = check_mode(mode)
+        for target in (self, *self._following()):
+            target._shadow = shadow
+            target._configured({"mode": mode})
 
     def _follow(self, copy: Policy) -> None:
         """Make ``copy`` (a clone standing in for this policy, such as a host's copy in

@@ -622,7 +622,6 @@ def _check_same_shape(name: str, old: tuple[PolicySpec, ...], new: tuple[PolicyS
                 s.name,
                 s.shared,
                 s.settings.get("key"),
-                s.settings.get("mode"),
                 dict(s.store_options),
                 _shared_budget(s),
             )
@@ -634,7 +633,7 @@ def _check_same_shape(name: str, old: tuple[PolicySpec, ...], new: tuple[PolicyS
             f"pipelines.{name}",
             [f"{s.entry} ({s.name})" for s in new],
             "the policies the pipeline runs with, in the same order, with the same names, "
-            "shared, key and mode settings, store options and shared retry budgets' windows "
+            "shared and key settings, store options and shared retry budgets' windows "
             f"({', '.join(f'{s.entry} ({s.name})' for s in old)}); "
             "changing them needs a new registry",
         )

@@ -15,6 +15,7 @@ from resilience import (
     Bulkhead,
     Chaos,
     CircuitBreaker,
+    CircuitOpen,
     ConfigError,
     Gradient,
     Hedge,
@@ -208,8 +209,33 @@ def _fail() -> None:
     raise ConnectionError
 
 
-def test_reload_refuses_to_change_mode() -> None:
-    reg = registry({"p": {"circuit_breaker": {}}})
-    with pytest.raises(ConfigError, match="shared, key and mode settings"):
-        reg.reload({"pipelines": {"p": {"circuit_breaker": {"mode": "metrics_only"}}}})
-    assert reg.pipeline("p").policies[0].mode == "enforce"
+def test_reload_switches_shadow_mode_in_place() -> None:
+    """The shadow-mode workflow: tune in shadow mode, then enforce, without a restart."""
+    shadow = {"consecutive_failures": 1, "failure_rate": None, "mode": "metrics_only"}
+    reg = registry({"p": {"circuit_breaker": shadow, "bulkhead": {"max_concurrent": 1}}})
+    breaker, bulkhead = registry_policies(reg, "p")
+    guarded = reg.pipeline("p")(lambda: "ran")
+    with pytest.raises(ConnectionError):
+        reg.pipeline("p").call(_fail)
+    assert breaker.state == "open"
+    assert guarded() == "ran"  # shadow mode: would have rejected
+    enforcing = {k: v for k, v in shadow.items() if k != "mode"}  # the default: enforce
+    changes = reg.reload(
+        {
+            "pipelines": {
+                "p": {
+                    "circuit_breaker": enforcing,
+                    "bulkhead": {"max_concurrent": 1, "mode": "metrics_only"},
+                }
+            }
+        }
+    )
+    assert {(c.path, c.old, c.new) for c in changes} == {
+        ("pipelines.p.circuit_breaker.mode", "metrics_only", "enforce"),
+        ("pipelines.p.bulkhead.mode", "enforce", "metrics_only"),
+    }
+    assert registry_policies(reg, "p") == (breaker, bulkhead)  # the same live policies
+    assert (breaker.mode, bulkhead.mode) == ("enforce", "metrics_only")
+    assert breaker.state == "open"  # its state kept
+    with pytest.raises(CircuitOpen):
+        guarded()

@@ -12,7 +12,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resilience import Bulkhead, CircuitBreaker, CircuitOpen, Event, RateLimited, TokenBucket
+from resilience import (
+    AdaptiveConcurrency,
+    AdaptiveThrottle,
+    Bulkhead,
+    BulkheadFull,
+    CircuitBreaker,
+    CircuitOpen,
+    Event,
+    RateLimited,
+    Throttled,
+    TokenBucket,
+)
 from resilience.testing import FakeClock
 
 # -- arguments -----------------------------------------------------------------------------
@@ -376,3 +387,147 @@ async def test_shadow_bulkhead_tasks(anyio_backend: str) -> None:
     assert bulkhead.in_flight == 0
     async with bulkhead:
         assert bulkhead.in_flight == 1
+
+
+# -- switching at run time -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: CircuitBreaker(),
+        lambda: TokenBucket(1),
+        lambda: Bulkhead(1),
+        lambda: AdaptiveConcurrency(),
+        lambda: AdaptiveThrottle(),
+    ],
+    ids=["breaker", "bucket", "bulkhead", "adaptive", "throttle"],
+)
+def test_mode_can_be_set_and_a_bad_one_is_refused(make: Callable[[], Any]) -> None:
+    policy = make()
+    policy.mode = "metrics_only"
+    assert policy.mode == "metrics_only"
+    with pytest.raises(ValueError, match=r"mode must be 'enforce' or 'metrics_only', got 'off'"):
+        policy.mode = "off"
+    assert policy.mode == "metrics_only"  # unchanged by the refused value
+    policy.mode = "enforce"
+    assert policy.mode == "enforce"
+
+
+def test_a_breaker_switched_to_enforce_rejects_from_the_state_it_reached(
+    clock: FakeClock,
+) -> None:
+    breaker = CircuitBreaker(
+        failure_rate=None, consecutive_failures=1, open_for=5, mode="metrics_only", clock=clock
+    )
+    guarded = breaker(lambda: "ran")  # composed before the switch
+    with pytest.raises(ConnectionError):
+        breaker.call(fail)
+    assert breaker.state == "open"
+    assert guarded() == "ran"
+    breaker.mode = "enforce"
+    with pytest.raises(CircuitOpen):
+        guarded()
+    with pytest.raises(CircuitOpen), breaker:
+        pass
+    breaker.mode = "metrics_only"
+    assert guarded() == "ran"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.anyio
+async def test_an_async_breaker_switches_both_ways(clock: FakeClock) -> None:
+    breaker = CircuitBreaker(failure_rate=None, consecutive_failures=1, open_for=5, clock=clock)
+
+    @breaker
+    async def guarded() -> str:
+        return "ran"
+
+    breaker.open()
+    with pytest.raises(CircuitOpen):
+        await guarded()
+    breaker.mode = "metrics_only"
+    assert await guarded() == "ran"
+    breaker.mode = "enforce"
+    with pytest.raises(CircuitOpen):
+        await guarded()
+
+
+def test_a_bucket_switched_to_enforce_refuses_what_shadow_mode_let_through(
+    clock: FakeClock,
+) -> None:
+    bucket = TokenBucket(1, burst=1, mode="metrics_only", clock=clock)
+    guarded = bucket(lambda: "ran")
+    assert [guarded() for _ in range(3)] == ["ran"] * 3  # two over the rate, let through
+    bucket.mode = "enforce"
+    with pytest.raises(RateLimited):
+        guarded()
+    clock.advance(1.0)
+    assert guarded() == "ran"
+
+
+def test_a_bulkhead_switched_to_enforce_admits_again_once_below_its_limit() -> None:
+    bulkhead = Bulkhead(1, mode="metrics_only")
+    guarded = bulkhead(lambda: "ran")
+    with bulkhead, bulkhead:  # two calls running, one over the limit
+        bulkhead.mode = "enforce"
+        with pytest.raises(BulkheadFull):
+            guarded()
+        assert bulkhead.in_flight == 2
+    assert bulkhead.in_flight == 0
+    assert guarded() == "ran"
+    with bulkhead, pytest.raises(BulkheadFull):
+        guarded()  # the limit holds again
+
+
+def test_a_bulkhead_still_over_its_limit_after_one_call_ends_keeps_refusing() -> None:
+    bulkhead = Bulkhead(1, mode="metrics_only")
+    release = [threading.Event(), threading.Event()]
+    running = threading.Barrier(3)
+
+    def hold(event: threading.Event) -> None:
+        running.wait(5)
+        event.wait(5)
+
+    threads = [threading.Thread(target=bulkhead.call, args=(hold, e)) for e in release]
+    for thread in threads:
+        thread.start()
+    running.wait(5)
+    bulkhead.mode = "enforce"
+    release[0].set()
+    threads[0].join(5)
+    assert bulkhead.in_flight == 1
+    with pytest.raises(BulkheadFull):  # the slot went to the call over the limit
+        bulkhead.call(lambda: None)
+    release[1].set()
+    threads[1].join(5)
+    assert bulkhead.call(lambda: "ran") == "ran"
+
+
+def test_a_throttle_switched_to_enforce_rejects(clock: FakeClock) -> None:
+    throttle = AdaptiveThrottle(seed=3, mode="metrics_only", clock=clock)
+    for _ in range(20):
+        with pytest.raises(ConnectionError):
+            throttle.call(fail)
+    assert throttle.probability > 0.5
+    assert [throttle.call(lambda: "ran") for _ in range(3)] == ["ran"] * 3
+    throttle.mode = "enforce"
+    outcomes = []
+    for _ in range(20):
+        try:
+            outcomes.append(throttle.call(lambda: "ran"))
+        except Throttled:
+            outcomes.append("throttled")
+    assert "throttled" in outcomes
+
+
+def test_per_host_copies_switch_with_their_template() -> None:
+    httpx_transport = pytest.importorskip("resilience.http.httpx")
+    breaker = CircuitBreaker("api", mode="metrics_only")
+    transport = httpx_transport.ResilientTransport(breaker)
+    before = transport.policy_for(breaker, "http://one.test")
+    assert before is not breaker
+    assert before.mode == "metrics_only"
+    breaker.mode = "enforce"
+    after = transport.policy_for(breaker, "http://two.test")  # a host first seen now
+    assert (before.mode, after.mode) == ("enforce", "enforce")
