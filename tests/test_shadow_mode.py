@@ -24,6 +24,7 @@ from resilience import (
     Throttled,
     TokenBucket,
 )
+from resilience.http.httpx import ResilientTransport
 from resilience.testing import FakeClock
 
 # -- arguments -----------------------------------------------------------------------------
@@ -522,9 +523,8 @@ def test_a_throttle_switched_to_enforce_rejects(clock: FakeClock) -> None:
 
 
 def test_per_host_copies_switch_with_their_template() -> None:
-    httpx_transport = pytest.importorskip("resilience.http.httpx")
     breaker = CircuitBreaker("api", mode="metrics_only")
-    transport = httpx_transport.ResilientTransport(breaker)
+    transport = ResilientTransport(breaker)
     before = transport.policy_for(breaker, "http://one.test")
     assert before is not breaker
     assert before.mode == "metrics_only"
