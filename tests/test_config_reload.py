@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+from holders import Holders
 
 from resilience import (
     BulkheadFull,
@@ -172,31 +173,18 @@ def test_token_bucket_keeps_its_tokens_and_takes_a_new_max_wait(clock: FakeClock
 def test_bulkhead_resizes_with_calls_running() -> None:
     reg = Registry.from_dict(config(p={"bulkhead": {"max_concurrent": 3}}), env={})
     (bulkhead,) = reg.pipeline("p").policies
-    release = [threading.Event() for _ in range(3)]
-    started = threading.Barrier(4)
-
-    def hold(event: threading.Event) -> None:
-        started.wait(5)
-        event.wait(5)
-
-    threads = [threading.Thread(target=bulkhead.call, args=(hold, event)) for event in release]
-    for thread in threads:
-        thread.start()
-    started.wait(5)
+    holders = Holders(bulkhead, 3)
     assert bulkhead.in_flight == 3
     reg.reload(config(p={"bulkhead": {"max_concurrent": 1}}))
     assert (bulkhead.max_concurrent, bulkhead.in_flight, bulkhead.queued) == (1, 3, 0)
     with pytest.raises(BulkheadFull):
         bulkhead.call(lambda: None)
-    release[0].set()
-    threads[0].join(5)
-    release[1].set()
-    threads[1].join(5)
+    holders.finish(0)
+    holders.finish(1)
     assert bulkhead.in_flight == 1
     with pytest.raises(BulkheadFull):
         bulkhead.call(lambda: None)  # one running, one slot: full
-    release[2].set()
-    threads[2].join(5)
+    holders.finish(2)
     assert bulkhead.in_flight == 0
     assert bulkhead.call(lambda: "in") == "in"
     reg.reload(config(p={"bulkhead": {"max_concurrent": 2, "max_queue": 1}}))

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+from holders import Holders
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -483,25 +484,13 @@ def test_a_bulkhead_switched_to_enforce_admits_again_once_below_its_limit() -> N
 
 def test_a_bulkhead_still_over_its_limit_after_one_call_ends_keeps_refusing() -> None:
     bulkhead = Bulkhead(1, mode="metrics_only")
-    release = [threading.Event(), threading.Event()]
-    running = threading.Barrier(3)
-
-    def hold(event: threading.Event) -> None:
-        running.wait(5)
-        event.wait(5)
-
-    threads = [threading.Thread(target=bulkhead.call, args=(hold, e)) for e in release]
-    for thread in threads:
-        thread.start()
-    running.wait(5)
+    holders = Holders(bulkhead, 2)  # two calls running, one over the limit
     bulkhead.mode = "enforce"
-    release[0].set()
-    threads[0].join(5)
+    holders.finish(0)
     assert bulkhead.in_flight == 1
     with pytest.raises(BulkheadFull):  # the slot went to the call over the limit
         bulkhead.call(lambda: None)
-    release[1].set()
-    threads[1].join(5)
+    holders.finish(1)
     assert bulkhead.call(lambda: "ran") == "ran"
 
 
