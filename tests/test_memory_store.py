@@ -1,10 +1,19 @@
-"""MemoryStore keys breaker state by name, as a shared store does."""
+"""MemoryStore keys state by name (breakers) or key (buckets, budgets, bulkheads), as a
+shared store does."""
 
 from __future__ import annotations
 
 import pytest
 
-from resilience import CircuitBreaker, CircuitOpen, Event
+from resilience import (
+    Bulkhead,
+    BulkheadFull,
+    CircuitBreaker,
+    CircuitOpen,
+    Event,
+    RetryBudget,
+    TokenBucket,
+)
 from resilience.stores import BreakerStore, MemoryStore
 from resilience.testing import FakeClock
 
@@ -54,6 +63,39 @@ def test_same_name_with_other_settings_is_refused(clock: FakeClock) -> None:
     CircuitBreaker("search", store=store, minimum_calls=5, clock=clock)
     with pytest.raises(ValueError, match=r"'search'.*other settings"):
         CircuitBreaker("search", store=store, minimum_calls=6, clock=clock)
+
+
+def test_buckets_budgets_and_bulkheads_are_shared_by_key_and_must_agree(
+    clock: FakeClock,
+) -> None:
+    store = MemoryStore()
+    one = TokenBucket(1, burst=2, key="api", store=store, clock=clock)
+    two = TokenBucket(1, burst=2, key="api", store=store, clock=clock)
+    one.acquire()
+    assert two.available == pytest.approx(1.0)  # one bucket
+    assert TokenBucket(1, burst=2, store=store, clock=clock).available == 2  # no key: private
+    with pytest.raises(
+        ValueError,
+        match=r"^token bucket 'api' already exists in this store with other settings "
+        r"\(.*burst=2.0\)\)",
+    ):
+        TokenBucket(1, burst=3, key="api", store=store, clock=clock)
+
+    RetryBudget(0.2, key="b", store=store, clock=clock)
+    with pytest.raises(
+        ValueError, match=r"^retry budget 'b' already exists .* another key or the same settings$"
+    ):
+        RetryBudget(0.3, key="b", store=store, clock=clock)
+
+    slots = Bulkhead(1, name="db", store=store)
+    with slots, pytest.raises(BulkheadFull):
+        Bulkhead(1, name="db", store=store).call(lambda: None)  # the same slot
+    with pytest.raises(
+        ValueError,
+        match=r"^bulkhead 'db' already exists in this store with other limits "
+        r"\(max_concurrent=1, max_queue=0\); give this one another key or the same limits$",
+    ):
+        Bulkhead(2, name="db", store=store)
 
 
 def test_default_store_is_private_per_breaker(clock: FakeClock) -> None:

@@ -41,17 +41,14 @@ class MemoryStore:
         clock: Clock,
         notify: TransitionCallback,
     ) -> BreakerCore:
-        if name is None:
-            return BreakerCore(settings, clock, notify)
         core, made = self._shared(
+            "circuit breaker",
             self._breakers,
             name,
             lambda: BreakerCore(settings, clock, notify),
-            lambda core: core.settings == settings,
-            lambda core: (
-                f"circuit breaker {name!r} already exists in this store with other "
-                f"settings ({core.settings}); give this one another name or the same settings"
-            ),
+            settings,
+            lambda core: core.settings,
+            by="name",
         )
         if not made:
             core.subscribe(notify)
@@ -60,70 +57,69 @@ class MemoryStore:
     def token_bucket(self, key: str | None, settings: LimiterSettings, clock: Clock) -> BucketCore:
         """The bucket of ``key``: limiters given the same key share one bucket (and its
         first limiter's clock); a key of ``None`` gets a private bucket."""
-        if key is None:
-            return BucketCore(settings, clock)
         core, _ = self._shared(
+            "token bucket",
             self._buckets,
             key,
             lambda: BucketCore(settings, clock),
-            lambda core: core.settings == settings,
-            lambda core: (
-                f"token bucket {key!r} already exists in this store with other "
-                f"settings ({core.settings}); give this one another key or the same settings"
-            ),
+            settings,
+            lambda core: core.settings,
         )
         return core
 
     def retry_budget(self, key: str | None, settings: BudgetSettings, clock: Clock) -> BudgetCore:
         """The budget of ``key`` (``None``: a private one)."""
-        if key is None:
-            return BudgetCore(settings, clock)
         core, _ = self._shared(
+            "retry budget",
             self._budgets,
             key,
             lambda: BudgetCore(settings, clock),
-            lambda core: core.settings == settings,
-            lambda core: (
-                f"retry budget {key!r} already exists in this store with other "
-                f"settings ({core.settings}); give this one another key or the same settings"
-            ),
+            settings,
+            lambda core: core.settings,
         )
         return core
 
     def bulkhead(self, key: str | None, max_concurrent: int, max_queue: int) -> BulkheadCore:
         """The slots of ``key``: bulkheads given the same key share them (``None``: private)."""
-        if key is None:
-            return BulkheadCore(max_concurrent, max_queue)
         core, _ = self._shared(
+            "bulkhead",
             self._bulkheads,
             key,
             lambda: BulkheadCore(max_concurrent, max_queue),
-            lambda core: (core.max_concurrent, core.max_queue) == (max_concurrent, max_queue),
-            lambda core: (
-                f"bulkhead {key!r} already exists in this store with other limits "
-                f"(max_concurrent={core.max_concurrent}, max_queue={core.max_queue}); "
-                "give this one another key or the same limits"
-            ),
+            f"max_concurrent={max_concurrent}, max_queue={max_queue}",
+            lambda core: f"max_concurrent={core.max_concurrent}, max_queue={core.max_queue}",
+            of="limits",
         )
         return core
 
     def _shared(
         self,
+        what: str,
         table: dict[str, T],
-        key: str,
+        key: str | None,
         make: Callable[[], T],
-        same: Callable[[T], bool],
-        conflict: Callable[[T], str],
+        wanted: object,
+        made_with: Callable[[T], object],
+        *,
+        by: str = "key",
+        of: str = "settings",
     ) -> tuple[T, bool]:
-        """The state of ``key`` in ``table``, made if new (True); a ``ValueError`` saying
-        ``conflict`` if it exists and is not the ``same``."""
+        """The state of ``key`` in ``table``, made if new (True; always, for a key of
+        None: a private state). An existing one made with other settings than ``wanted``
+        is a ``ValueError``: two policies of one key must agree."""
+        if key is None:
+            return make(), True
         with self._lock:
             core = table.get(key)
             if core is None:
                 core = table[key] = make()
                 return core, True
-        if not same(core):
-            raise ValueError(conflict(core))
+        existing = made_with(core)
+        if existing != wanted:
+            raise ValueError(
+                f"{what} {key!r} already exists in this store with other {of} ({existing}); "
+                f"give this one another {by} or the same {of}"
+            )
         return core, False
 
     def __repr__(self) -> str:
