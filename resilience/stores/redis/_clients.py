@@ -8,14 +8,17 @@ bounded pool (a standalone pool blocks up to ``timeout`` for a free connection).
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
+import redis.client
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-__all__ = ["async_client", "check_client", "sync_client", "sync_twin"]
+__all__ = ["async_client", "check_client", "open_pubsub", "sync_client", "sync_twin"]
 
 #: A user's client whose timeout is above this gets a warning.
 SLOW_TIMEOUT = 1.0
@@ -23,6 +26,12 @@ SLOW_TIMEOUT = 1.0
 
 def _no_retries() -> Retry:
     return Retry(NoBackoff(), 0)
+
+
+def _no_async_retries() -> redis.asyncio.retry.Retry:
+    # An asyncio client needs the asyncio Retry class: redis-py 8.2 converts a sync one
+    # with a warning, and older releases would call its sync sleep from the event loop.
+    return redis.asyncio.retry.Retry(NoBackoff(), 0)
 
 
 def _connection_options(timeout: float, options: dict[str, Any]) -> dict[str, Any]:
@@ -57,13 +66,13 @@ def async_client(
     connection = _connection_options(timeout, options)
     if cluster:
         return redis.asyncio.RedisCluster.from_url(
-            url, retry=_no_retries(), max_connections=max_connections, **connection
+            url, retry=_no_async_retries(), max_connections=max_connections, **connection
         )
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
         timeout=timeout,
-        retry=_no_retries(),
+        retry=_no_async_retries(),
         **connection,
     )
     return redis.asyncio.Redis(connection_pool=pool)
@@ -95,11 +104,22 @@ def sync_twin(client: redis.asyncio.Redis) -> redis.Redis:
             "connections): pass sync_client=redis.Redis(...) reaching the same server"
         )
     kwargs = {key: value for key, value in pool.connection_kwargs.items() if key in _PORTABLE}
+    # Typed through a cast: redis-py annotates this constructor in some releases only.
+    blocking_pool = cast(
+        "Callable[..., redis.BlockingConnectionPool]", redis.BlockingConnectionPool
+    )
     return redis.Redis(
-        connection_pool=redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
+        connection_pool=blocking_pool(
             max_connections=4, timeout=kwargs.get("socket_timeout"), retry=_no_retries(), **kwargs
         )
     )
+
+
+def open_pubsub(client: redis.Redis | redis.RedisCluster) -> redis.client.PubSub:
+    """``client.pubsub()``, typed the same with every supported redis-py release (it is
+    annotated from 8.2 on only)."""
+    pubsub = cast("Callable[[], redis.client.PubSub]", client.pubsub)
+    return pubsub()
 
 
 def _settings(client: Any) -> dict[str, Any]:
@@ -140,9 +160,10 @@ def drop_idle_connections(client: redis.Redis | redis.RedisCluster) -> None:
     """Close the pooled connections nobody is using: after an outage they may lead
     nowhere (a partition can leave sockets that never answer again)."""
     if isinstance(client, redis.RedisCluster):
+        nodes = cast("Callable[[], list[Any]]", client.get_nodes)()
         pools = [
             node.redis_connection.connection_pool
-            for node in client.get_nodes()  # type: ignore[no-untyped-call]
+            for node in nodes
             if node.redis_connection is not None
         ]
     else:

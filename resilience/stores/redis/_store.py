@@ -51,6 +51,7 @@ from ._clients import (
     async_client,
     check_client,
     drop_idle_connections,
+    open_pubsub,
     sync_client,
     sync_twin,
 )
@@ -694,7 +695,7 @@ class _TransitionListener:
             generation = link.generation
             pubsub = None
             try:
-                pubsub = store._client.pubsub()  # type: ignore[no-untyped-call]
+                pubsub = open_pubsub(store._client)
                 pubsub.psubscribe(pattern)
                 failures = 0
                 # A new link generation (Redis came back) means a new connection too.
