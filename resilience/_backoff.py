@@ -22,7 +22,8 @@ _DEFAULT_MAX = 10.0
 class Backoff(Protocol):
     """``delay(retry, previous)`` for the ``retry``-th retry (1 for the first).
 
-    ``max`` also caps delay hints (``retry_after``) that a Retry honours.
+    ``max`` is also the longest delay hint (``retry_after``) a Retry waits for: a longer
+    hint makes it give up at once.
     """
 
     max: float
@@ -42,7 +43,8 @@ def _max(param: str, value: object, floor: float) -> float:
 class Constant:
     """The same ``delay`` before every retry.
 
-    ``max`` caps delay hints only; by default it is 10 s (or ``delay``, if larger).
+    ``max`` bounds the delay hints a Retry waits for, nothing else; by default it is
+    10 s (or ``delay``, if larger).
     """
 
     __slots__ = ("_delay", "max")

@@ -93,15 +93,27 @@ class _Run:
                 exc, "the only attempt failed" if attempt == 1 else f"all {attempt} attempts failed"
             )
         delay = retry.backoff.delay(attempt, self.previous)
+        hinted = False
         if hint is not None and hint > delay:
-            delay = min(hint, retry.backoff.max)
+            hinted = True
+            # Never sooner than the hint: the next attempt would only be refused again.
+            # A hint beyond what this retry would ever wait means stopping now, rather
+            # than waiting less and retrying into a certain refusal.
+            if hint > retry.backoff.max:
+                return self._give_up(
+                    exc,
+                    f"{_attempts(attempt)}; the failure asks to wait {hint:.3f}s "
+                    f"(retry_after), longer than the backoff's max of {retry.backoff.max:g}s",
+                )
+            delay = hint
         if retry.deadline is not None:
             elapsed = retry._clock.monotonic() - self.started
             if elapsed + delay > retry.deadline:
+                waiting = "the failure's retry_after" if hinted else "the backoff"
                 return self._give_up(
                     exc,
                     f"{_attempts(attempt)} in {elapsed:.3f}s; waiting {delay:.3f}s more "
-                    f"would pass the {retry.deadline:g}s deadline",
+                    f"({waiting}) would pass the {retry.deadline:g}s deadline",
                 )
         if retry.budget is not None and not retry.budget.try_retry():
             return self._give_up(exc, f"{_attempts(attempt)}; the retry budget is spent")

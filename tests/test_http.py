@@ -125,10 +125,24 @@ async def test_retry_after_as_an_http_date_counts_from_the_servers_date(
 
 @main_kinds
 @pytest.mark.anyio
-async def test_retry_after_is_capped_by_the_backoffs_max(
+async def test_a_retry_after_longer_than_the_backoffs_max_returns_the_response_at_once(
     harness: Harness, upstream: Upstream, clock: FakeClock
 ) -> None:
     path = fresh("/status/503?times=1&retry_after=3600")
+    pipeline = Retry(2, backoff=Constant(0.25, max=5.0), clock=clock)
+    async with harness.client(pipeline) as client:
+        reply = await client.get(upstream.url + path)
+    assert reply.status == 503  # not retried into a certain refusal
+    assert upstream.hits[path.rsplit("=", 1)[1]] == 1
+    assert clock.sleeps == []
+
+
+@main_kinds
+@pytest.mark.anyio
+async def test_a_retry_after_within_the_backoffs_max_is_waited_in_full(
+    harness: Harness, upstream: Upstream, clock: FakeClock
+) -> None:
+    path = fresh("/status/503?times=1&retry_after=5")
     pipeline = Retry(2, backoff=Constant(0.25, max=5.0), clock=clock)
     async with harness.client(pipeline) as client:
         assert (await client.get(upstream.url + path)).status == 200

@@ -25,16 +25,19 @@ import resilience
 from resilience import (
     Attempt,
     BulkheadFull,
+    CircuitBreaker,
     CircuitOpen,
     ConfigError,
     Constant,
     Event,
     Exponential,
     Linear,
+    Pipeline,
     RateLimited,
     ResilienceError,
     Retry,
     TimeoutExceeded,
+    TokenBucket,
 )
 from resilience.testing import FakeClock
 
@@ -504,8 +507,7 @@ class Throttled(Exception):
         (2.5, 2.5),
         (timedelta(seconds=2), 2.0),
         (0.05, 0.5),  # smaller than the backoff: the backoff wins
-        (50.0, 4.0),  # larger than backoff.max: capped
-        (timedelta(minutes=5), 4.0),
+        (4.0, 4.0),  # exactly the backoff's max: still waited in full
         (None, 0.5),  # no hint
         (True, 0.5),  # not a number of seconds: ignored
         ("3", 0.5),
@@ -528,10 +530,103 @@ def test_each_attempt_honours_its_own_hint(clock: FakeClock) -> None:
     assert clock.sleeps == [1.0, 5.0, 0.25]
 
 
-def test_hint_is_capped_by_the_default_backoff_max(clock: FakeClock) -> None:
-    fn = Script(Throttled(3600), "ok")
-    assert Retry(clock=clock).call(fn) == "ok"
-    assert clock.sleeps == [10.0]
+@pytest.mark.parametrize("hint", [4.001, 50.0, timedelta(minutes=5), 3600])
+def test_a_hint_longer_than_the_backoffs_max_stops_at_once(clock: FakeClock, hint: object) -> None:
+    fn = Script(Throttled(hint), "ok")
+    retry = Retry(3, backoff=Constant(0.5, max=4.0), name="r", clock=clock)
+    with pytest.raises(Throttled) as excinfo:
+        retry.call(fn)
+    assert len(fn.calls) == 1  # not retried into a certain refusal
+    assert clock.sleeps == []
+    (note,) = notes(excinfo.value)
+    assert "retry_after" in note
+    assert "max of 4s" in note
+
+
+def test_the_default_backoff_waits_hints_up_to_its_max_and_no_longer(clock: FakeClock) -> None:
+    fn = Script(Throttled(10.0), Throttled(10.5), "ok")
+    with pytest.raises(Throttled):
+        Retry(clock=clock).call(fn)
+    assert clock.sleeps == [10.0]  # the default max is 10 s
+    assert len(fn.calls) == 2
+
+
+def _open_breaker(clock: FakeClock, open_for: float = 30.0) -> CircuitBreaker:
+    breaker = CircuitBreaker("dep", consecutive_failures=1, open_for=open_for, clock=clock)
+    with pytest.raises(OSError):
+        breaker.call(Script(OSError("down")))
+    assert breaker.state == "open"
+    return breaker
+
+
+def test_an_open_breaker_longer_than_the_backoffs_max_is_not_retried(clock: FakeClock) -> None:
+    breaker = _open_breaker(clock)
+    fn = Script("ok")
+    pipeline = Pipeline(Retry(3, backoff=Exponential(0.05, max=0.2), clock=clock), breaker)
+    with pytest.raises(CircuitOpen) as excinfo:
+        pipeline.call(fn)
+    assert fn.calls == []
+    assert clock.sleeps == []  # one attempt, at once
+    assert excinfo.value.retry_after == pytest.approx(30.0)
+    assert "retry_after" in notes(excinfo.value)[0]
+
+
+@pytest.mark.anyio
+async def test_an_open_breaker_longer_than_the_backoffs_max_is_not_retried_async(
+    clock: FakeClock,
+) -> None:
+    breaker = _open_breaker(clock)
+    fn = Script("ok")
+    pipeline = Pipeline(Retry(3, backoff=Exponential(0.05, max=0.2), clock=clock), breaker)
+    with pytest.raises(CircuitOpen):
+        await pipeline.acall(fn.coro)
+    assert fn.calls == []
+    assert clock.sleeps == []
+
+
+def test_an_open_breaker_within_the_backoffs_max_is_waited_in_full(clock: FakeClock) -> None:
+    breaker = _open_breaker(clock, open_for=2.0)
+    fn = Script("ok")
+    pipeline = Pipeline(Retry(3, backoff=Exponential(0.05, max=5.0), clock=clock), breaker)
+    assert pipeline.call(fn) == "ok"  # the breaker half-opens after 2 s and admits the trial
+    assert clock.sleeps == [pytest.approx(2.0)]  # not less: sooner would be refused again
+
+
+def test_rate_limited_longer_than_the_backoffs_max_is_not_retried(clock: FakeClock) -> None:
+    bucket = TokenBucket(rate=1, per=60.0, burst=1, clock=clock)  # one token a minute
+    fn = Script("ok")
+    pipeline = Pipeline(Retry(3, backoff=Constant(0.1, max=1.0), clock=clock), bucket)
+    assert pipeline.call(fn) == "ok"
+    with pytest.raises(RateLimited) as excinfo:
+        pipeline.call(fn)
+    assert len(fn.calls) == 1
+    assert clock.sleeps == []
+    assert excinfo.value.retry_after == pytest.approx(60.0)
+    assert "retry_after" in notes(excinfo.value)[0]
+
+
+@pytest.mark.anyio
+async def test_rate_limited_longer_than_the_backoffs_max_is_not_retried_async(
+    clock: FakeClock,
+) -> None:
+    bucket = TokenBucket(rate=1, per=60.0, burst=1, clock=clock)
+    fn = Script("ok")
+    pipeline = Pipeline(Retry(3, backoff=Constant(0.1, max=1.0), clock=clock), bucket)
+    assert await pipeline.acall(fn.coro) == "ok"
+    with pytest.raises(RateLimited):
+        await pipeline.acall(fn.coro)
+    assert len(fn.calls) == 1
+    assert clock.sleeps == []
+
+
+def test_rate_limited_within_the_backoffs_max_is_waited_in_full(clock: FakeClock) -> None:
+    bucket = TokenBucket(rate=1, per=2.0, burst=1, clock=clock)  # one token every 2 s
+    fn = Script("ok")
+    pipeline = Pipeline(Retry(3, backoff=Constant(0.1, max=5.0), clock=clock), bucket)
+    assert pipeline.call(fn) == "ok"
+    assert pipeline.call(fn) == "ok"
+    assert len(fn.calls) == 2
+    assert clock.sleeps == [pytest.approx(2.0)]
 
 
 def test_hint_against_jittered_backoff(clock: FakeClock) -> None:
