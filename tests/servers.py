@@ -11,6 +11,8 @@
   - ``/slow_first?seconds=S&id=X``: the first request of ``id`` X answers after S
     seconds, the others at once (the body says which request of X it answers);
   - ``/stream?id=X``: sends ``first``, then ``second`` once the test calls ``release(X)``;
+  - ``/drip?chunks=N&gap=S``: sends the head and ``chunk 1`` at once, then each further
+    chunk (up to N) S seconds after the last;
   - ``/echo``: 200 with the request body.
 
   ``hits[id]`` counts the requests per ``id`` (or path), ``open_connections()`` the
@@ -125,6 +127,16 @@ class Upstream:
             while key not in self._released:
                 await asyncio.sleep(0.002)
             await send({"type": "http.response.body", "body": b"second"})
+        elif path == "/drip":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            chunks = int(query.get("chunks", "3"))
+            for n in range(1, chunks + 1):
+                if n > 1:
+                    await asyncio.sleep(float(query.get("gap", "0.5")))
+                more = n < chunks
+                await send(
+                    {"type": "http.response.body", "body": b"chunk %d;" % n, "more_body": more}
+                )
         elif path == "/echo":
             await _respond(send, 200, body)
         else:

@@ -111,14 +111,15 @@ class _Common(Protected):
         return response
 
 
-def _request(exchange: _HttpxExchange, in_async: bool) -> Any:
-    """The request of the next attempt: its own network timeouts, cut to what is left of
-    the active deadline (see ``network_budget``)."""
+def _request(exchange: _HttpxExchange, in_async: bool) -> dict[str, Any] | None:
+    """Prepare the request of the next attempt: its own network timeouts, cut to what is
+    left of the active deadline (see ``network_budget``), in a new extensions dict of
+    its own. Returns that dict when it cut them (for ``_restore``), else None."""
     request = exchange.request
     given = exchange.timeouts
     if given is _UNCHANGED:
         if CURRENT.get() is None:
-            return request  # the common case: no deadline, nothing to undo
+            return None  # the common case: no deadline, nothing to undo
         given = exchange.timeouts = request.extensions.get("timeout")
     budget = network_budget(in_async)
     extensions = {k: v for k, v in request.extensions.items() if k != "timeout"}
@@ -130,7 +131,25 @@ def _request(exchange: _HttpxExchange, in_async: bool) -> Any:
     elif given is not None:
         extensions["timeout"] = given
     request.extensions = extensions
-    return request
+    return None if budget is None else extensions
+
+
+def _restore(exchange: _HttpxExchange, extensions: dict[str, Any]) -> None:
+    """Give the attempt's request its own timeouts back, once its transport returned
+    (the response's head is in, or the attempt failed).
+
+    The deadline bounds an attempt up to the response's head only; the body is read
+    under the client's own timeouts. The transport (httpx's, httpx2's) hands this very
+    dict to httpcore, whose response stream reads its ``"timeout"`` again at every body
+    read, after we return: so the timeouts are put back in place, in the same dict,
+    rather than on a new one (which httpcore would never see), and the request the
+    caller gets shows its own timeouts too. Each attempt has a dict of its own: a
+    hedged attempt still waiting keeps its cut."""
+    given = exchange.timeouts
+    if given is None:
+        extensions.pop("timeout", None)
+    else:
+        extensions["timeout"] = given
 
 
 class TransportBase(_Common):
@@ -149,7 +168,12 @@ class TransportBase(_Common):
         if exchange._failed:  # failed attempts' responses: nobody will read them
             for response in exchange.discarded():
                 response.close()
-        response = self.transport.handle_request(_request(exchange, False))
+        cut = _request(exchange, False)
+        try:
+            response = self.transport.handle_request(exchange.request)
+        finally:
+            if cut is not None:
+                _restore(exchange, cut)
         if not exchange.receive(response, response.status_code, response.headers):
             response.close()  # nobody waits for this attempt any more
         return response
@@ -174,7 +198,12 @@ class AsyncTransportBase(_Common):
     async def _attempt(self, exchange: _HttpxExchange) -> Any:
         if exchange._failed:  # failed attempts' responses: nobody will read them
             await aclose_all(exchange.discarded(), self._close)
-        response = await self.transport.handle_async_request(_request(exchange, True))
+        cut = _request(exchange, True)  # cut only with a deadline of another thread
+        try:
+            response = await self.transport.handle_async_request(exchange.request)
+        finally:
+            if cut is not None:
+                _restore(exchange, cut)
         if not exchange.receive(response, response.status_code, response.headers):
             await aclose_all([response], self._close)
         return response
