@@ -263,7 +263,14 @@ async def test_reset_connections_are_retried_and_counted(
         with pytest.raises(Exception) as caught:
             await client.get(raw.url + "/reset")
         assert raw.connections - before == 3
-        assert "gave up: all 3 attempts failed" in "".join(getattr(caught.value, "__notes__", []))
+        notes = "".join(getattr(caught.value, "__notes__", []))
+        if harness.library == "aiohttp" and isinstance(caught.value, CircuitOpen):
+            # aiohttp resends an idempotent request once after a connection error, through
+            # the middleware again: that second run meets the breaker the three resets
+            # opened, and stops at once (its 30 s hint is longer than the backoff's max).
+            assert "longer than the backoff's max" in notes
+        else:
+            assert "gave up: all 3 attempts failed" in notes
         with pytest.raises(CircuitOpen) as rejected:
             await client.get(raw.url + "/reset")
         assert rejected.value.host == raw.url

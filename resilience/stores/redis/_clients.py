@@ -169,7 +169,13 @@ def drop_idle_connections(client: redis.Redis | redis.RedisCluster) -> None:
     else:
         pools = [client.connection_pool]
     for pool in pools:
-        pool.disconnect(inuse_connections=False)
+        try:
+            pool.disconnect(inuse_connections=False)
+        except TypeError:
+            # redis-py < 7: BlockingConnectionPool.disconnect() takes no argument and
+            # closes every connection. The store calls this only while its link is cut
+            # off (nothing of ours is using a connection), so that is safe too.
+            pool.disconnect()
 
 
 async def adrop_idle_connections(
