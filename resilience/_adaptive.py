@@ -23,12 +23,14 @@ from ._events import GLOBAL_LISTENERS
 from ._policy import AsyncRunner, Runner
 from ._random import make_random
 from ._validation import (
+    MAX_SLOTS,
     MISSING,
     check_duration,
     check_exception_filter,
     check_number,
     check_positive_int,
     check_predicate,
+    show,
 )
 
 __all__ = ["AIMD", "AdaptiveConcurrency", "Gradient"]
@@ -190,7 +192,7 @@ class Gradient:
 
 def _start(algorithm: object) -> LimitState:
     if not isinstance(algorithm, (AIMD, Gradient)):
-        raise TypeError(f"algorithm must be AIMD(...) or Gradient(...), got {algorithm!r}")
+        raise TypeError(f"algorithm must be AIMD(...) or Gradient(...), got {show(algorithm)}")
     return algorithm._start()
 
 
@@ -199,13 +201,14 @@ INITIAL_LIMIT = 20
 
 
 def _limits(min_limit: object, max_limit: object, initial_limit: object) -> tuple[int, int, int]:
-    minimum = check_positive_int("min_limit", min_limit)
-    maximum = check_positive_int("max_limit", max_limit)
+    # The limit becomes the bulkhead's max_concurrent: at most MAX_SLOTS.
+    minimum = check_positive_int("min_limit", min_limit, maximum=MAX_SLOTS)
+    maximum = check_positive_int("max_limit", max_limit, maximum=MAX_SLOTS)
     if maximum < minimum:
         raise ValueError(f"max_limit must be at least min_limit ({minimum}), got {max_limit!r}")
     if initial_limit is None:
         return minimum, maximum, min(maximum, max(minimum, INITIAL_LIMIT))
-    initial = check_positive_int("initial_limit", initial_limit)
+    initial = check_positive_int("initial_limit", initial_limit, maximum=MAX_SLOTS)
     if not minimum <= initial <= maximum:
         raise ValueError(
             f"initial_limit must be within [min_limit, max_limit] = [{minimum}, {maximum}], "

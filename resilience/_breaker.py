@@ -35,6 +35,8 @@ from ._validation import (
     check_name,
     check_positive_int,
     check_predicate,
+    check_window,
+    show,
 )
 from ._windows import INF, CountWindow
 from .errors import CircuitOpen
@@ -112,7 +114,7 @@ class CircuitBreaker(Policy):
         elif isinstance(store, BreakerStore):
             backend = store.circuit_breaker(self.key, settings, self._clock, self._on_transition)
         else:
-            raise TypeError(f"store must be a breaker store (or None), got {store!r}")
+            raise TypeError(f"store must be a breaker store (or None), got {show(store)}")
         self._backend = backend
         # Permits held by ``with breaker:`` blocks, per thread/task.
         self._held: contextvars.ContextVar[tuple[tuple[Permit | None, float | None], ...]] = (
@@ -482,7 +484,8 @@ def _settings(
     if isinstance(window, CountWindow):
         window_spec = window
     else:
-        window_spec = check_duration("window", window, positive=True)
+        # Timed: the ticker waits for the end of each of its buckets.
+        window_spec = check_window("window", window, timed=True)
     slow = (
         None
         if slow_call_duration is None
@@ -490,7 +493,15 @@ def _settings(
     )
     open_spec: float | Callable[[int], float]
     if callable(open_for) and not isinstance(open_for, timedelta):
-        check_duration("open_for(1)", open_for(1))  # fail at construction, not at the first trip
+        try:
+            first = open_for(1)
+        except Exception as exc:  # a wrong callable: say which argument it is
+            error = TypeError if isinstance(exc, TypeError) else ValueError
+            raise error(
+                f"open_for must be a duration or a callable (consecutive_opens) -> duration; "
+                f"open_for(1) raised {exc!r}"
+            ) from exc
+        check_duration("open_for(1)", first)  # fail at construction, not at the first trip
         open_spec = open_for
     else:
         open_spec = check_duration("open_for", open_for)

@@ -10,9 +10,16 @@ import dataclasses
 from datetime import timedelta
 
 from ._budget_core import BudgetCore, BudgetSettings
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import Clock
 from ._store import BudgetBackend, BudgetStore
-from ._validation import check_duration, check_fraction, check_name, check_number
+from ._validation import (
+    check_clock,
+    check_fraction,
+    check_name,
+    check_number,
+    check_window,
+    show,
+)
 
 __all__ = ["RetryBudget"]
 
@@ -39,7 +46,7 @@ class RetryBudget:
         clock: Clock | None = None,
     ) -> None:
         settings = _settings(ratio, min_per_second, window)
-        clock = clock or SYSTEM_CLOCK
+        clock = check_clock(clock)
         #: The name of the shared state (None: the budget is private).
         self.key = check_name(key, "key") if key is not None else None
         if store is None:
@@ -47,7 +54,7 @@ class RetryBudget:
         elif isinstance(store, BudgetStore):
             backend = store.retry_budget(self.key, settings, clock)
         else:
-            raise TypeError(f"store must be a retry budget store (or None), got {store!r}")
+            raise TypeError(f"store must be a retry budget store (or None), got {show(store)}")
         self._backend = backend
         self.store = store
 
@@ -114,5 +121,5 @@ def _settings(ratio: object, min_per_second: object, window: object) -> BudgetSe
     return BudgetSettings(
         ratio=check_fraction("ratio", ratio),
         min_per_second=_check_floor(min_per_second),
-        window=check_duration("window", window, positive=True),
+        window=check_window("window", window),
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import threading
 from collections.abc import Awaitable
 from datetime import timedelta
@@ -29,7 +30,14 @@ from ._clock import Clock
 from ._events import GLOBAL_LISTENERS
 from ._policy import AsyncRunner, Policy, Runner
 from ._store import BulkheadBackend, BulkheadStore
-from ._validation import check_duration, check_mode, check_name, check_positive_int
+from ._validation import (
+    MAX_SLOTS,
+    check_mode,
+    check_name,
+    check_positive_int,
+    check_wait,
+    show,
+)
 from .errors import BulkheadFull
 
 sniffio: ModuleType | None
@@ -191,7 +199,7 @@ class Bulkhead(Policy):
         elif isinstance(store, BulkheadStore):
             core = store.bulkhead(self.key, self._max_concurrent, self._max_queue)
         else:
-            raise TypeError(f"store must be a bulkhead store (or None), got {store!r}")
+            raise TypeError(f"store must be a bulkhead store (or None), got {show(store)}")
         self._core = core
         self._blocks: list[None] = []  # see "context managers" below
         self._held: contextvars.ContextVar[tuple[float | None, ...]] = contextvars.ContextVar(
@@ -531,12 +539,10 @@ class Bulkhead(Policy):
 def _limits(
     max_concurrent: object, max_queue: object, max_wait: object
 ) -> tuple[int, int, float | None]:
-    concurrent = check_positive_int("max_concurrent", max_concurrent)
-    queue = check_positive_int("max_queue", max_queue, minimum=0)
-    wait = None if max_wait is None else check_duration("max_wait", max_wait)
-    if wait is not None and wait > threading.TIMEOUT_MAX:  # a lock's timeout can't be more
-        raise ValueError(
-            f"max_wait must be at most {threading.TIMEOUT_MAX:g} (threading.TIMEOUT_MAX), "
-            f"got {max_wait!r}"
-        )
+    # Each slot is an item of a list: more than MAX_SLOTS would not fit in memory.
+    concurrent = check_positive_int("max_concurrent", max_concurrent, maximum=MAX_SLOTS)
+    # No queue can hold more than sys.maxsize callers (the largest "unbounded" queue).
+    queue = check_positive_int("max_queue", max_queue, minimum=0, maximum=sys.maxsize)
+    # A lock's timeout: at most threading.TIMEOUT_MAX.
+    wait = None if max_wait is None else check_wait("max_wait", max_wait)
     return concurrent, queue, wait

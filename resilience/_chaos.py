@@ -19,7 +19,7 @@ from ._clock import Clock
 from ._events import GLOBAL_LISTENERS
 from ._policy import AsyncRunner, Policy, Runner
 from ._random import make_random
-from ._validation import MISSING, check_duration, check_number
+from ._validation import MISSING, check_number, check_wait, show
 
 __all__ = ["Chaos"]
 
@@ -37,8 +37,13 @@ def _check_rate(rate: object) -> float:
     return value
 
 
-def _fault_maker(fault: object) -> Callable[[], BaseException]:
-    """A function making the exception to raise for each injected fault."""
+def _check_latency(param: str, value: object) -> float:
+    return check_wait(param, value, positive=True)  # time.sleep can't wait longer
+
+
+def _fault_maker(fault: object, param: str = "fault") -> Callable[[], BaseException]:
+    """A function making the exception to raise for each injected fault (``fault`` is
+    the argument ``param``)."""
     if isinstance(fault, type) and issubclass(fault, BaseException):
         cls = fault
 
@@ -71,8 +76,8 @@ def _fault_maker(fault: object) -> Callable[[], BaseException]:
 
         return call
     raise TypeError(
-        "fault must be an exception, an exception class, or a callable returning an "
-        f"exception, got {fault!r} ({type(fault).__name__})"
+        f"{param} must be an exception, an exception class, or a callable returning an "
+        f"exception, got {show(fault)} ({type(fault).__name__})"
     )
 
 
@@ -80,7 +85,7 @@ def _check_enabled(enabled: object) -> bool | Callable[[], object]:
     if isinstance(enabled, bool) or callable(enabled):
         return enabled
     raise TypeError(
-        f"enabled must be True, False or a callable returning a bool, got {enabled!r} "
+        f"enabled must be True, False or a callable returning a bool, got {show(enabled)} "
         f"({type(enabled).__name__})"
     )
 
@@ -140,9 +145,7 @@ class Chaos(Policy):
                 + (" and ".join(given) if given else "none")
             )
         make_fault = _fault_maker(fault) if fault is not None else None
-        checked_latency = (
-            None if latency is None else check_duration("latency", latency, positive=True)
-        )
+        checked_latency = None if latency is None else _check_latency("latency", latency)
         checked_enabled = _check_enabled(enabled)
         if seed != self._seed:
             self._random = make_random(seed).random
@@ -162,11 +165,13 @@ class Chaos(Policy):
     ) -> Chaos:
         """Raise ``exc`` (an exception, a class instantiated per fault, or a callable
         returning one) instead of calling, in ``rate`` of the calls."""
+        _fault_maker(exc, "exc")  # a bad one is named as this method's argument
         return cls(rate, fault=exc, **options)
 
     @classmethod
     def latency(cls, rate: float, seconds: float | timedelta, **options: Any) -> Chaos:
         """Wait ``seconds`` (on the policy's clock) before calling, in ``rate`` of the calls."""
+        _check_latency("seconds", seconds)  # a bad one is named as this method's argument
         return cls(rate, latency=seconds, **options)
 
     @classmethod

@@ -10,7 +10,7 @@ from ._classify import judge
 from ._clock import Clock
 from ._events import GLOBAL_LISTENERS, Event, emit
 from ._policy import AsyncRunner, Policy, Runner
-from ._validation import MISSING, check_exception_filter, check_predicate
+from ._validation import MISSING, check_exception_filter, check_predicate, show
 
 __all__ = ["Fallback"]
 
@@ -56,7 +56,7 @@ class Fallback(Policy):
     ) -> None:
         """Set every setting (the constructor's, and ``Registry.reload``'s in place)."""
         if handler is not None and not callable(handler):
-            raise TypeError(f"handler must be a callable or None, got {handler!r}")
+            raise TypeError(f"handler must be a callable or None, got {show(handler)}")
         if (value is _MISSING) == (handler is None):
             raise TypeError(
                 "Fallback needs exactly one of value and handler, got "

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import queue
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -31,25 +30,20 @@ from ._notes import add_note
 from ._policy import AsyncRunner, Policy, Runner
 from ._timeout import run_detached
 from ._validation import (
+    MAX_SLOTS,
     MISSING,
-    check_duration,
     check_exception_filter,
     check_number,
     check_positive_int,
     check_predicate,
+    check_wait,
 )
 
 __all__ = ["Hedge", "LatencyQuantile"]
 
 
 def _check_delay(param: str, value: object) -> float:
-    seconds = check_duration(param, value)
-    if seconds > threading.TIMEOUT_MAX:  # a queue's timeout can't be more
-        raise ValueError(
-            f"{param} must be at most {threading.TIMEOUT_MAX:g} (threading.TIMEOUT_MAX), "
-            f"got {value!r}"
-        )
-    return seconds
+    return check_wait(param, value)  # a queue's timeout: at most threading.TIMEOUT_MAX
 
 
 class LatencyQuantile:
@@ -74,8 +68,9 @@ class LatencyQuantile:
         if not 0.0 < q < 1.0:
             raise ValueError(f"quantile must be a number in (0, 1), got {quantile!r}")
         self.quantile = q
-        self.samples = check_positive_int("samples", samples)
-        self.min_samples = check_positive_int("min_samples", min_samples)
+        # The samples are kept (a deque of at most ``samples``): at most MAX_SLOTS.
+        self.samples = check_positive_int("samples", samples, maximum=MAX_SLOTS)
+        self.min_samples = check_positive_int("min_samples", min_samples, maximum=MAX_SLOTS)
         if self.min_samples > self.samples:
             raise ValueError(
                 f"min_samples must be at most samples ({self.samples}), got {min_samples!r}"

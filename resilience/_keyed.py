@@ -9,7 +9,7 @@ from typing import Any
 
 from ._events import Event, Listener
 from ._policy import AsyncRunner, Policy, Runner, composing_call_chain
-from ._validation import check_positive_int
+from ._validation import check_positive_int, show
 
 __all__ = ["KeyedPolicy", "per_key"]
 
@@ -36,9 +36,9 @@ class KeyedPolicy(Policy):
     ) -> None:
         super().__init__(name, None)
         if not callable(factory):
-            raise TypeError(f"factory must be a callable returning a policy, got {factory!r}")
+            raise TypeError(f"factory must be a callable returning a policy, got {show(factory)}")
         if not callable(key):
-            raise TypeError(f"key must be a callable of the call's arguments, got {key!r}")
+            raise TypeError(f"key must be a callable of the call's arguments, got {show(key)}")
         self._factory = factory
         self._key = key
         self.max_keys = check_positive_int("max_keys", max_keys)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from ._events import Listener
 from ._policy import AsyncRunner, Policy, Runner
+from ._validation import show
 
 __all__ = ["Pipeline"]
 
@@ -24,7 +25,7 @@ class Pipeline(Policy):
         for position, policy in enumerate(policies):
             if not isinstance(policy, Policy):
                 raise TypeError(
-                    f"Pipeline arguments must be policies; argument {position} is {policy!r}"
+                    f"Pipeline arguments must be policies; argument {position} is {show(policy)}"
                 )
         super().__init__(name, None)
         self.policies = policies

@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeAlias, TypeVar, 
 
 import wrapt
 
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import Clock
 from ._events import WATCHERS, Event, Listener, _subscribe, emit
-from ._validation import check_mode, check_name
+from ._validation import check_clock, check_mode, check_name
 
 if TYPE_CHECKING:
     from ._describe import PipelineDescription
@@ -108,15 +108,7 @@ class Policy:
 
     def __init__(self, name: str | None, clock: Clock | None) -> None:
         self.name = check_name(name)
-        if clock is None:
-            clock = SYSTEM_CLOCK
-        elif not (
-            callable(getattr(clock, "monotonic", None))
-            and callable(getattr(clock, "sleep", None))
-            and callable(getattr(clock, "asleep", None))
-        ):
-            raise TypeError(f"clock must have monotonic(), sleep() and asleep(), got {clock!r}")
-        self._clock = clock
+        self._clock = check_clock(clock)
         self._listeners = []
         WATCHERS.add(self)
 

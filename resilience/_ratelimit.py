@@ -23,7 +23,7 @@ from ._events import GLOBAL_LISTENERS
 from ._policy import AsyncRunner, Policy, Runner
 from ._ratelimit_core import BucketCore, Decision, LimiterSettings, Reservation
 from ._store import LimiterBackend, LimiterStore
-from ._validation import check_duration, check_mode, check_name, check_number
+from ._validation import check_duration, check_mode, check_name, check_number, show
 from .errors import RateLimited
 
 __all__ = ["TokenBucket"]
@@ -65,7 +65,7 @@ class TokenBucket(Policy):
         elif isinstance(store, LimiterStore):
             backend = store.token_bucket(self.key, settings, self._clock)
         else:
-            raise TypeError(f"store must be a limiter store (or None), got {store!r}")
+            raise TypeError(f"store must be a limiter store (or None), got {show(store)}")
         self._backend = backend
         self._nonblocking = backend.nonblocking
         # The decision for one token, made once per call: a function of no arguments.
@@ -310,6 +310,11 @@ def _settings(rate: object, per: object, burst: object) -> LimiterSettings:
     if rate_value <= 0:
         raise ValueError(f"rate must be greater than 0, got {rate!r}")
     per_value = check_duration("per", per, positive=True)
+    if not 0.0 < per_value / rate_value < math.inf:  # the seconds between two tokens
+        raise ValueError(
+            f"per / rate, the seconds between two tokens, must be a positive finite number, "
+            f"got per={per!r} / rate={rate!r}"
+        )
     if burst is None:
         burst_value = max(rate_value, 1.0)
     else:

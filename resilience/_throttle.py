@@ -19,11 +19,11 @@ from ._random import make_random
 from ._throttle_core import ThrottleCore
 from ._validation import (
     MISSING,
-    check_duration,
     check_exception_filter,
     check_mode,
     check_number,
     check_predicate,
+    check_window,
 )
 from .errors import Throttled
 
@@ -98,7 +98,7 @@ class AdaptiveThrottle(Policy):
                 f"k must be at least 1 (below 1 it rejects calls the dependency would "
                 f"accept), got {k!r}"
             )
-        checked_window = check_duration("window", window, positive=True)
+        checked_window = check_window("window", window)
         checked_failure_on = check_exception_filter("failure_on", failure_on)
         checked_ignore = check_exception_filter("ignore", ignore)
         checked_failure_if = (

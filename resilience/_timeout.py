@@ -23,7 +23,7 @@ from ._clock import Clock
 from ._deadline import CURRENT, current_backend, limit, remaining, worker_context
 from ._events import GLOBAL_LISTENERS
 from ._policy import AsyncRunner, Policy, Runner
-from ._validation import check_duration
+from ._validation import check_wait
 from .errors import TimeoutExceeded
 
 __all__ = ["Timeout", "remaining", "run_detached"]
@@ -184,13 +184,7 @@ class Timeout(Policy):
 
 
 def _check_seconds(seconds: object) -> float:
-    value = check_duration("seconds", seconds, positive=True)
-    if value > threading.TIMEOUT_MAX:
-        raise ValueError(
-            f"seconds must be at most {threading.TIMEOUT_MAX:g} (threading.TIMEOUT_MAX), "
-            f"got {seconds!r}"
-        )
-    return value
+    return check_wait("seconds", seconds, positive=True)
 
 
 # -- the worker pool ----------------------------------------------------------------

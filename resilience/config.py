@@ -43,6 +43,7 @@ from ._config_values import (
 )
 from ._pipeline import Pipeline
 from ._policy import Policy
+from ._validation import check_clock
 from .errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "Change", "PolicyDescription", "Registry"]
@@ -135,6 +136,17 @@ class Registry:
         clock: Clock | None = None,
         source: str | os.PathLike[str] | None = None,
     ) -> None:
+        # Arguments given in code are no config errors: check them before reading the config.
+        if env is not None and not isinstance(env, Mapping):
+            raise TypeError(
+                f"env must be a mapping of str to str, or None, got {type(env).__name__}"
+            )
+        if source is not None and not isinstance(source, (str, os.PathLike)):
+            raise TypeError(
+                f"source must be a path (str or os.PathLike), or None, got {type(source).__name__}"
+            )
+        if clock is not None:
+            check_clock(clock)
         self._env = env
         self._clock = clock
         self._source = Path(source) if source is not None else None

@@ -54,9 +54,16 @@ def test_bad_arguments_name_the_parameter() -> None:
     with pytest.raises(TypeError, match=r"rate must be a number, got '10%' \(str\)"):
         Chaos.fault("10%", ValueError)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="fault must be an exception, an exception class"):
-        Chaos.fault(0.5, 42)  # type: ignore[arg-type]
+        Chaos(0.5, fault=42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="latency must be greater than 0 seconds, got 0"):
+        Chaos(0.5, latency=0)
+    # The class methods name their own arguments.
+    with pytest.raises(TypeError, match="exc must be an exception, an exception class"):
+        Chaos.fault(0.5, 42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="seconds must be greater than 0 seconds, got 0"):
         Chaos.latency(0.5, 0)
+    with pytest.raises(ValueError, match=r"seconds must be at most .* \(threading.TIMEOUT_MAX\)"):
+        Chaos.latency(0.5, 1e12)
     with pytest.raises(TypeError, match="enabled must be True, False or a callable"):
         Chaos.result(0.5, 1, enabled="yes")
     with pytest.raises(TypeError, match=r"seed must be an int or None, got 1.5 \(float\)"):
