@@ -12,7 +12,17 @@ from typing import Any
 import anyio
 import pytest
 
-from resilience import CircuitBreaker, Clock, Constant, Pipeline, Retry, SystemClock
+from resilience import (
+    CircuitBreaker,
+    Clock,
+    Constant,
+    Event,
+    Pipeline,
+    Policy,
+    Retry,
+    RetryBudget,
+    SystemClock,
+)
 from resilience.testing import FakeClock
 
 # -- FakeClock ------------------------------------------------------------------------
@@ -312,17 +322,28 @@ class NotCallable:
 
 
 class Complete:
+    """The three methods and nothing else: a time no real clock shows (31,700 years of
+    uptime), and a record of every call."""
+
+    NOW = 1e12
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float | None]] = []
+
     def monotonic(self) -> float:
-        return 0.0
+        self.calls.append(("monotonic", None))
+        return self.NOW
 
-    def sleep(self, seconds: float) -> None: ...
+    def sleep(self, seconds: float) -> None:
+        self.calls.append(("sleep", seconds))
 
-    async def asleep(self, seconds: float) -> None: ...
+    async def asleep(self, seconds: float) -> None:
+        self.calls.append(("asleep", seconds))
 
 
-POLICIES: dict[str, Callable[[Any], object]] = {
+POLICIES: dict[str, Callable[[Any], Policy]] = {
     "CircuitBreaker": lambda clock: CircuitBreaker(clock=clock),
-    "Retry": lambda clock: Retry(clock=clock),
+    "Retry": lambda clock: Retry(2, backoff=Constant(0.001), clock=clock),
 }
 
 
@@ -336,13 +357,70 @@ def test_policies_reject_an_incomplete_clock(make: Callable[[Any], object], bad:
 
 
 @pytest.mark.parametrize("make", POLICIES.values(), ids=POLICIES.keys())
+def test_a_clock_class_is_not_a_clock(make: Callable[[Any], object]) -> None:
+    with pytest.raises(TypeError, match=r"got <class .*FakeClock'> \(a class: give an instance"):
+        make(FakeClock)
+
+
+@pytest.mark.parametrize("bad", [NoAsleep(), object(), 1, 0, False, [], FakeClock])
+def test_retry_budget_checks_its_clock_as_policies_do(bad: object) -> None:
+    # It used to take a falsy clock for "none given" and fail later on the others.
+    with pytest.raises(
+        TypeError, match=r"^clock must have monotonic\(\), sleep\(\) and asleep\(\)"
+    ):
+        RetryBudget(clock=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("make", POLICIES.values(), ids=POLICIES.keys())
 def test_policies_accept_any_object_with_the_three_methods(
-    make: Callable[[Any], object],
+    make: Callable[[Any], Policy],
 ) -> None:
-    make(Complete())
-    make(FakeClock())
-    make(SystemClock())
-    make(None)
+    # ...and really use it: events are stamped with its time, retries sleep on it.
+    complete = Complete()
+    policy = make(complete)
+    events = _fail_once_then_succeed(policy)
+    assert {event.time for event in events} == {Complete.NOW}
+    assert ("monotonic", None) in complete.calls
+    slept = [seconds for name, seconds in complete.calls if name != "monotonic"]
+    assert slept == ([0.001] if isinstance(policy, Retry) else [])
+
+    fake = FakeClock(start=Complete.NOW)
+    policy = make(fake)
+    events = _fail_once_then_succeed(policy)
+    assert events
+    assert min(event.time for event in events) >= Complete.NOW
+    assert fake.sleeps == ([0.001] if isinstance(policy, Retry) else [])
+
+    for system in (SystemClock(), None):  # None: the system clock
+        before = time.monotonic()
+        events = _fail_once_then_succeed(make(system))
+        after = time.monotonic()
+        assert events
+        assert before <= min(event.time for event in events)
+        assert max(event.time for event in events) <= after
+
+
+def _fail_once_then_succeed(policy: Policy) -> list[Event]:
+    """The events of a call that fails once (a retry retries it; it is called again
+    otherwise), then succeeds."""
+    failures = [ConnectionError("once")]
+
+    def flaky() -> str:
+        if failures:
+            raise failures.pop()
+        return "ok"
+
+    events: list[Event] = []
+    stop = policy.listen(events.append)
+    try:
+        try:
+            result = policy.call(flaky)
+        except ConnectionError:
+            result = policy.call(flaky)
+    finally:
+        stop()
+    assert result == "ok"
+    return events
 
 
 def test_pipeline_of_fake_clocked_policies_never_really_waits() -> None:

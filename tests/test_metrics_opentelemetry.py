@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,10 +124,49 @@ def test_closed_exporter_reports_no_gauges(
         stop()
 
 
+#: Sets an SDK meter provider as the global one, then records an event through an
+#: exporter given no provider, and prints what the provider's reader collected.
+GLOBAL_PROVIDER_SCRIPT = """
+import json
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from resilience import Event
+from resilience.metrics.opentelemetry import OpenTelemetryMetrics
+
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+exporter = OpenTelemetryMetrics()
+exporter(Event("fallback", "x", "fallback", 0.0))
+found = {}
+data = reader.get_metrics_data()  # None when nothing was recorded
+for resource in data.resource_metrics if data is not None else []:
+    for scope in resource.scope_metrics:
+        for metric in scope.metrics:
+            found[scope.scope.name + " " + metric.name] = [
+                [dict(point.attributes or {}), point.value] for point in metric.data.data_points
+            ]
+exporter.close()
+print(json.dumps(found))
+"""
+
+
 def test_global_meter_provider_by_default() -> None:
-    exporter = OpenTelemetryMetrics()  # the API's no-op provider unless one is set
+    # Without a global provider set, the API's no-op one: recording is harmless.
+    exporter = OpenTelemetryMetrics()
     exporter(Event("fallback", "x", "fallback", 0.0))
     exporter.close()
+    # With one set, the metrics go there. The global provider can be set once per
+    # process: in a fresh interpreter, so that no other test sees it.
+    done = subprocess.run(
+        [sys.executable, "-c", GLOBAL_PROVIDER_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"resilience resilience.fallbacks": [[{"name": "x"}, 1]]}
 
 
 @pytest.mark.parametrize(
