@@ -10,7 +10,7 @@ import random
 from datetime import timedelta
 from typing import Literal, Protocol, runtime_checkable
 
-from ._validation import check_duration, check_number
+from ._validation import check_duration, check_number, show
 
 __all__ = ["Backoff", "Constant", "DecorrelatedJitter", "Exponential", "Linear"]
 
@@ -105,7 +105,7 @@ class Exponential:
         self.max = _max("Exponential.max", max, self._base)
         if jitter not in ("none", "full", "equal"):
             raise ValueError(
-                f"Exponential.jitter must be 'none', 'full' or 'equal', got {jitter!r}"
+                f"Exponential.jitter must be 'none', 'full' or 'equal', got {show(jitter)}"
             )
         self._jitter = jitter
 

@@ -26,6 +26,7 @@ from ._validation import (
     check_exception_filter,
     check_positive_int,
     check_predicate,
+    show,
 )
 from .errors import ResilienceError
 
@@ -178,7 +179,7 @@ class Retry(Policy):
         elif isinstance(backoff, type) or not isinstance(backoff, Backoff):
             raise TypeError(
                 f"backoff must be a backoff strategy (Constant, Linear, Exponential, "
-                f"DecorrelatedJitter), got {backoff!r}"
+                f"DecorrelatedJitter), got {show(backoff)}"
             )
         checked_retry_on = check_exception_filter("retry_on", retry_on)
         checked_if_result = check_predicate("retry_if_result", retry_if_result)
@@ -186,7 +187,7 @@ class Retry(Policy):
             None if deadline is None else check_duration("deadline", deadline, positive=True)
         )
         if budget is not None and not isinstance(budget, RetryBudgetLike):
-            raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
+            raise TypeError(f"budget must be a RetryBudget or None, got {show(budget)}")
         self.attempts = checked_attempts
         self.backoff = backoff
         self._retry_on = checked_retry_on

@@ -654,25 +654,9 @@ VALUES = st.one_of(
 # -- the checks ---------------------------------------------------------------------------------
 
 
-#: Defects in Retry and the backoffs, whose fix belongs to their owners: left out of the
-#: tests above, and expected to fail below until fixed (then delete the entry). Each
-#: message shows the value with repr(), which raises its own ValueError for HUGE.
-KNOWN_DEFECTS: dict[tuple[str, str], object] = {
-    ("Exponential", "jitter"): HUGE,
-    ("Retry", "backoff"): HUGE,
-    ("Retry", "budget"): HUGE,
-}
-
-
 def check(label: str, param: str, value: object) -> None:
     """Build ``label`` with ``value`` for ``param``: it must build if the parameter accepts
     the value, else raise ValueError or TypeError naming the parameter."""
-    if KNOWN_DEFECTS.get((label, param), object()) is value:
-        return
-    _check(label, param, value)
-
-
-def _check(label: str, param: str, value: object) -> None:
     make, params = TABLE[label]
     kwargs = {name: valid for name, (valid, _) in params.items()}
     kwargs[param] = value
@@ -747,11 +731,3 @@ def test_the_table_covers_every_public_constructor() -> None:
         "remaining",
     }
     assert set(resilience.__all__) - others <= covered, set(resilience.__all__) - others - covered
-
-
-@pytest.mark.xfail(
-    raises=AssertionError, strict=True, reason="a known defect of Retry or a backoff"
-)
-@pytest.mark.parametrize(("label", "param"), sorted(KNOWN_DEFECTS))
-def test_known_defects(label: str, param: str) -> None:
-    _check(label, param, KNOWN_DEFECTS[label, param])

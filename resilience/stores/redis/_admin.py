@@ -63,8 +63,8 @@ class BucketStatus:
 @dataclass(frozen=True, slots=True)
 class BulkheadStatus:
     """One shared bulkhead: ``held``, the slots taken now across the fleet (leases not
-    ended); ``instances``, the processes that used it recently (renewing within one
-    ``slot_lease``)."""
+    ended); ``instances``, the processes holding a bulkhead built on this key, busy or
+    idle (each heartbeats every ``slot_lease / 3``; reading the status does not count)."""
 
     key: str
     held: int
