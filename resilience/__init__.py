@@ -3,26 +3,26 @@ outbound calls, composed into pipelines, sync and async (asyncio and trio)."""
 
 from __future__ import annotations
 
-from ._adaptive import AIMD, AdaptiveConcurrency, Gradient
-from ._backoff import Backoff, Constant, DecorrelatedJitter, Exponential, Linear
-from ._breaker import CircuitBreaker
-from ._breaker_core import BreakerMetrics
-from ._budget import RetryBudget
-from ._bulkhead import Bulkhead
-from ._chaos import Chaos
-from ._clock import Clock, SystemClock
-from ._describe import DescribedPolicy, PipelineDescription
-from ._events import Event, listen
-from ._fallback import Fallback
-from ._hedge import Hedge, LatencyQuantile
-from ._keyed import KeyedPolicy, per_key
-from ._pipeline import Pipeline
-from ._policy import Policy
-from ._ratelimit import TokenBucket
-from ._retry import Attempt, Retry
-from ._throttle import AdaptiveThrottle
-from ._timeout import Timeout, remaining
-from ._windows import CountWindow
+from ._core.backoff import Backoff, Constant, DecorrelatedJitter, Exponential, Linear
+from ._core.breaker import BreakerMetrics
+from ._core.clock import Clock, SystemClock
+from ._core.windows import CountWindow
+from ._policies.adaptive import AIMD, AdaptiveConcurrency, Gradient
+from ._policies.breaker import CircuitBreaker
+from ._policies.bucket import TokenBucket
+from ._policies.budget import RetryBudget
+from ._policies.bulkhead import Bulkhead
+from ._policies.chaos import Chaos
+from ._policies.describe import DescribedPolicy, PipelineDescription
+from ._policies.events import Event, listen
+from ._policies.fallback import Fallback
+from ._policies.hedge import Hedge, LatencyQuantile
+from ._policies.keyed import KeyedPolicy, per_key
+from ._policies.pipeline import Pipeline
+from ._policies.policy import Policy
+from ._policies.retry import Attempt, Retry
+from ._policies.throttle import AdaptiveThrottle
+from ._policies.timeout import Timeout, remaining
 from .config import Registry
 from .errors import (
     BulkheadFull,

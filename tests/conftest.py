@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from resilience._events import GLOBAL_LISTENERS
+from resilience._policies.events import GLOBAL_LISTENERS
 from resilience.testing import FakeClock
 
 

@@ -21,7 +21,7 @@ from resilience import (
     Gradient,
     TimeoutExceeded,
 )
-from resilience._adaptive_core import MIN_WINDOW, AIMDState, GradientState, LimitCore
+from resilience._core.adaptive import MIN_WINDOW, AIMDState, GradientState, LimitCore
 from resilience.testing import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent

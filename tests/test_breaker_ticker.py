@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from resilience import CircuitBreaker
-from resilience._ticker import SYSTEM_TICKER, SystemTicker, Ticker, ticker_for
+from resilience._core.ticker import SYSTEM_TICKER, SystemTicker, Ticker, ticker_for
 from resilience.testing import FakeClock
 
 
@@ -230,7 +230,7 @@ def test_a_collected_breaker_leaves_nothing_behind() -> None:
 
 
 def test_ticker_for_clocks() -> None:
-    from resilience._clock import SYSTEM_CLOCK
+    from resilience._core.clock import SYSTEM_CLOCK
 
     assert ticker_for(SYSTEM_CLOCK) is SYSTEM_TICKER
     fake = FakeClock()

@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 
 import resilience
 from resilience import Bulkhead, BulkheadFull, Event, ResilienceError
-from resilience._bulkhead import _AsyncioWaiter, _ThreadWaiter, _TrioWaiter
-from resilience._bulkhead_core import BulkheadCore, Waiter
+from resilience._core.bulkhead import BulkheadCore, Waiter
+from resilience._policies.bulkhead import _AsyncioWaiter, _ThreadWaiter, _TrioWaiter
 from resilience.testing import FakeClock
 
 GUARD = 10.0  # seconds: a guard against a hang, never reached when the code works

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resilience import Bulkhead, BulkheadFull
-from resilience._bulkhead_core import BulkheadCore
+from resilience._core.bulkhead import BulkheadCore
 
 OPS = st.lists(
     st.one_of(

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from resilience import Chaos, Event, Fallback, Pipeline, Retry, Timeout, TimeoutExceeded
-from resilience._chaos import INJECTED
+from resilience._policies.chaos import INJECTED
 from resilience.testing import FakeClock
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-import resilience._demo_upstream as demo_upstream
-from resilience._events import GLOBAL_LISTENERS
+import resilience.cli.demo_upstream as demo_upstream
+from resilience._policies.events import GLOBAL_LISTENERS
 from resilience.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +60,7 @@ def test_python_dash_m_resilience_runs() -> None:
             "-m",
             "resilience",
             "check-config",
-            str(ROOT / "resilience" / "demo.toml"),
+            str(ROOT / "resilience" / "cli" / "demo.toml"),
         ],
         cwd=ROOT,
         env=env,

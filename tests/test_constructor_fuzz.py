@@ -56,7 +56,7 @@ from resilience import (
     TokenBucket,
     per_key,
 )
-from resilience._validation import MAX_SLOTS, MIN_WINDOW, show
+from resilience._core.validation import MAX_SLOTS, MIN_WINDOW, show
 from resilience.stores import BreakerStore, BudgetStore, BulkheadStore, LimiterStore, MemoryStore
 from resilience.testing import FakeClock, LoopClock
 

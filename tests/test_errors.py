@@ -21,7 +21,7 @@ from resilience import (
     Retry,
     TimeoutExceeded,
 )
-from resilience._notes import add_note as _add_note
+from resilience._core.notes import add_note as _add_note
 from resilience.testing import FakeClock
 
 ERRORS: dict[str, tuple[ResilienceError, dict[str, Any]]] = {

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 import resilience
-import resilience._breaker
-import resilience._policy
-import resilience._retry
+import resilience._policies.breaker
+import resilience._policies.policy
+import resilience._policies.retry
 from resilience import CircuitBreaker, CircuitOpen, Constant, Event, Pipeline, Retry
 from resilience.testing import FakeClock
 
@@ -462,8 +462,8 @@ def constructed(monkeypatch: pytest.MonkeyPatch) -> list[Event]:
         made.append(event)
         return event
 
-    monkeypatch.setattr(resilience._breaker, "Event", counting_event)
-    monkeypatch.setattr(resilience._policy, "Event", counting_event)  # Policy._emit_event
+    monkeypatch.setattr(resilience._policies.breaker, "Event", counting_event)
+    monkeypatch.setattr(resilience._policies.policy, "Event", counting_event)  # Policy._emit_event
     return made
 
 

@@ -32,7 +32,7 @@ from resilience import (
     TokenBucket,
     listen,
 )
-from resilience._call import CURRENT_CALL, CallContext
+from resilience._core.call import CURRENT_CALL, CallContext
 from resilience.http import IDEMPOTENT_METHODS, RETRY_STATUSES
 from resilience.http._exchange import origin, origin_of, parse_retry_after
 from resilience.http.aiohttp import ResilienceMiddleware

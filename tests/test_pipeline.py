@@ -22,7 +22,7 @@ from resilience import (
     Policy,
     Retry,
 )
-from resilience._policy import AsyncRunner, Runner
+from resilience._policies.policy import AsyncRunner, Runner
 from resilience.testing import FakeClock
 
 

@@ -21,8 +21,8 @@ import anyio
 import pytest
 
 import resilience
-import resilience._policy
-import resilience._ratelimit
+import resilience._policies.bucket
+import resilience._policies.policy
 from resilience import (
     Constant,
     Event,
@@ -33,7 +33,7 @@ from resilience import (
     SystemClock,
     TokenBucket,
 )
-from resilience._ratelimit_core import BucketCore, Decision, LimiterSettings, Reservation
+from resilience._core.bucket import BucketCore, Decision, LimiterSettings, Reservation
 from resilience.stores import LimiterStore, MemoryStore
 from resilience.testing import FakeClock
 
@@ -756,7 +756,7 @@ def test_no_event_is_built_when_nobody_listens(
     clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     built: list[Any] = []
-    monkeypatch.setattr(resilience._policy, "Event", lambda *a, **k: built.append(a))
+    monkeypatch.setattr(resilience._policies.policy, "Event", lambda *a, **k: built.append(a))
     limiter = TokenBucket(1, burst=1, max_wait=1, clock=clock)
     limiter.acquire()
     limiter.acquire()

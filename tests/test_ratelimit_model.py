@@ -41,7 +41,7 @@ from hypothesis.stateful import (
 )
 
 from resilience import RateLimited, TokenBucket
-from resilience._ratelimit_core import BucketCore, LimiterSettings, Reservation
+from resilience._core.bucket import BucketCore, LimiterSettings, Reservation
 from resilience.stores import LimiterStore, MemoryStore
 from resilience.testing import FakeClock
 

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from resilience import Constant, Retry, RetryBudget
-from resilience._retry import RetryBudgetLike
+from resilience._policies.retry import RetryBudgetLike
 from resilience.testing import FakeClock
 
 

@@ -22,7 +22,7 @@ from resilience import (
     Throttled,
     TokenBucket,
 )
-from resilience._windows import BUCKETS
+from resilience._core.windows import BUCKETS
 from resilience.testing import FakeClock
 
 

@@ -40,7 +40,7 @@ from resilience import (
     TimeoutExceeded,
     remaining,
 )
-from resilience._deadline import limit
+from resilience._core.deadline import limit
 from resilience.testing import FakeClock
 
 SHORT = 0.05  # a timeout that fires (real seconds)
@@ -863,7 +863,7 @@ def test_concurrent_sync_calls(recorder: Recorder) -> None:
 def test_a_worker_finishing_as_the_caller_gives_up_is_not_abandoned() -> None:
     # The race between the deadline and the worker's last instruction: whoever claims
     # the job first decides; here the worker did, so the caller takes the outcome.
-    from resilience._timeout import _Job
+    from resilience._policies.timeout import _Job
 
     timeout = Timeout(LONG)
     job = _Job(timeout, contextvars.copy_context(), lambda: None, (), {}, 0.0)

@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 
 import anyio
 
-from .._call import CURRENT_CALL
-from .._events import Listener
-from .._policy import Policy
-from .._validation import check_bool, check_positive_int
+from .._core.call import CURRENT_CALL
+from .._core.validation import check_bool, check_positive_int
+from .._policies.events import Listener
+from .._policies.policy import Policy
 from ._exchange import IDEMPOTENT_METHODS, RETRY_STATUSES, Exchange, Rules, origin_of
 from ._hosts import Hosts, compose, has_per_dependency
 

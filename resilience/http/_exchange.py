@@ -23,8 +23,8 @@ from contextvars import ContextVar
 from datetime import timezone
 from typing import Any
 
-from .._call import CallContext
-from .._deadline import CURRENT
+from .._core.call import CallContext
+from .._core.deadline import CURRENT
 from ..errors import ResilienceError
 
 __all__ = [

@@ -16,10 +16,10 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from .._events import Listener
-from .._keyed import KeyedPolicy
-from .._pipeline import Pipeline
-from .._policy import Policy
+from .._policies.events import Listener
+from .._policies.keyed import KeyedPolicy
+from .._policies.pipeline import Pipeline
+from .._policies.policy import Policy
 
 __all__ = ["Hosts", "compose", "has_per_dependency"]
 

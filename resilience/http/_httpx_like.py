@@ -8,8 +8,8 @@ from collections.abc import Collection
 from types import ModuleType
 from typing import Any
 
-from .._deadline import CURRENT
-from .._policy import Policy
+from .._core.deadline import CURRENT
+from .._policies.policy import Policy
 from ._client import Protected, aclose_all
 from ._exchange import (
     IDEMPOTENT_METHODS,

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from .._events import GLOBAL_LISTENERS, WATCHERS, Event
+from .._policies.events import GLOBAL_LISTENERS, WATCHERS, Event
 
 __all__ = [
     "EVENT_METRICS",

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from .._events import Event
+from .._policies.events import Event
 
 __all__ = ["LoggingListener"]
 

@@ -19,7 +19,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised without the e
         "resilience.metrics.opentelemetry needs opentelemetry-api: pip install 'resiliency[otel]'"
     ) from exc
 
-from .._events import Event
+from .._policies.events import Event
 from ._catalog import (
     EVENT_METRICS,
     LIVE_METRICS,

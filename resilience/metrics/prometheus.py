@@ -21,7 +21,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised without the e
         "pip install 'resiliency[prometheus]'"
     ) from exc
 
-from .._events import Event
+from .._policies.events import Event
 from ._catalog import (
     CALL_DURATION,
     EVENT_METRICS,

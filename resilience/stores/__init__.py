@@ -9,11 +9,11 @@ are the types that cross those boundaries.
 
 from __future__ import annotations
 
-from .._breaker_core import BreakerMetrics, BreakerSettings, Permit, TransitionCallback
-from .._budget_core import BudgetSettings
-from .._bulkhead_core import Waiter
-from .._ratelimit_core import Decision, LimiterSettings, Reservation, Take
-from .._store import (
+from .._core.breaker import BreakerMetrics, BreakerSettings, Permit, TransitionCallback
+from .._core.bucket import Decision, LimiterSettings, Reservation, Take
+from .._core.budget import BudgetSettings
+from .._core.bulkhead import Waiter
+from .._core.protocols import (
     BreakerBackend,
     BreakerStore,
     BudgetBackend,

@@ -6,11 +6,11 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from .._breaker_core import BreakerCore, BreakerSettings, TransitionCallback
-from .._budget_core import BudgetCore, BudgetSettings
-from .._bulkhead_core import BulkheadCore
-from .._clock import Clock
-from .._ratelimit_core import BucketCore, LimiterSettings
+from .._core.breaker import BreakerCore, BreakerSettings, TransitionCallback
+from .._core.bucket import BucketCore, LimiterSettings
+from .._core.budget import BudgetCore, BudgetSettings
+from .._core.bulkhead import BulkheadCore
+from .._core.clock import Clock
 
 __all__ = ["MemoryStore"]
 

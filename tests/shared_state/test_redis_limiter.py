@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
 from resilience import RateLimited, TokenBucket
-from resilience._ratelimit_core import LimiterSettings, Reservation
+from resilience._core.bucket import LimiterSettings, Reservation
 from resilience.stores.redis import RedisStore
 from resilience.testing import FakeClock
 

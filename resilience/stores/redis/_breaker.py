@@ -26,7 +26,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ..._breaker_core import (
+from ..._core.breaker import (
     CLOSED,
     DISABLED,
     FORCED_OPEN,
@@ -38,8 +38,8 @@ from ..._breaker_core import (
     Permit,
     TransitionCallback,
 )
-from ..._clock import Clock, SystemClock
-from ..._windows import BUCKETS, CountWindow
+from ..._core.clock import Clock, SystemClock
+from ..._core.windows import BUCKETS, CountWindow
 from ._admin import parse_breaker_status
 from ._layout import STATES, StoreOptions, breaker_keys, script_time
 from ._link import FAILED, Link

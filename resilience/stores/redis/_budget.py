@@ -29,9 +29,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..._budget_core import BudgetCore, BudgetSettings
-from ..._clock import Clock
-from ..._windows import BUCKETS
+from ..._core.budget import BudgetCore, BudgetSettings
+from ..._core.clock import Clock
+from ..._core.windows import BUCKETS
 from ._layout import StoreOptions, budget_keys, script_time
 from ._link import FAILED, Link
 from ._scripts import RB_FLUSH

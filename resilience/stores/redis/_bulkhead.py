@@ -37,7 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from ..._bulkhead_core import BulkheadCore, Waiter
+from ..._core.bulkhead import BulkheadCore, Waiter
 from ._background import Worker
 from ._layout import StoreOptions, bulkhead_keys
 from ._link import FAILED, Link

@@ -23,8 +23,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..._breaker_core import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN
-from ..._clock import Clock, SystemClock
+from ..._core.breaker import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN
+from ..._core.clock import Clock, SystemClock
 
 __all__ = [
     "LOCAL_FIRST",

@@ -20,8 +20,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ..._clock import Clock
-from ..._ratelimit_core import BucketCore, Decision, LimiterSettings, Reservation, Take
+from ..._core.bucket import BucketCore, Decision, LimiterSettings, Reservation, Take
+from ..._core.clock import Clock
 from ._layout import StoreOptions, bucket_key, script_time
 from ._link import FAILED, Link
 from ._scripts import TB_CANCEL, TB_PEEK, TB_RESHAPE, TB_TAKE

@@ -22,8 +22,8 @@ from typing import Any, Final
 
 from redis.exceptions import ReadOnlyError
 
-from ..._backoff import Backoff
-from ..._events import Event, emit
+from ..._core.backoff import Backoff
+from ..._policies.events import Event, emit
 from ._scripts import Script
 
 __all__ = ["FAILED", "Link", "StoreMisuse"]

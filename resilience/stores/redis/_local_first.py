@@ -30,9 +30,9 @@ import math
 import random
 from typing import Any
 
-from ..._breaker_core import BreakerSettings, Permit, TransitionCallback
-from ..._clock import Clock
-from ..._windows import INF, CountWindow
+from ..._core.breaker import BreakerSettings, Permit, TransitionCallback
+from ..._core.clock import Clock
+from ..._core.windows import INF, CountWindow
 from ._background import Worker
 from ._breaker import RedisBreaker
 from ._layout import StoreOptions

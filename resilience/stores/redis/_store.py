@@ -29,12 +29,12 @@ import anyio.to_thread
 import redis
 import redis.asyncio
 
-from ..._backoff import Backoff, Exponential
-from ..._breaker_core import BreakerSettings, TransitionCallback
-from ..._budget_core import BudgetSettings
-from ..._clock import Clock
-from ..._ratelimit_core import LimiterSettings
-from ..._validation import check_duration, check_positive_int
+from ..._core.backoff import Backoff, Exponential
+from ..._core.breaker import BreakerSettings, TransitionCallback
+from ..._core.bucket import LimiterSettings
+from ..._core.budget import BudgetSettings
+from ..._core.clock import Clock
+from ..._core.validation import check_duration, check_positive_int
 from ._admin import (
     BreakerStatus,
     BucketStatus,
