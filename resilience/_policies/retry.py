@@ -1,24 +1,32 @@
-"""Retry: the policy, its per-call decision core, and its drivers.
+"""Retry: the policy and its drivers.
 
-``_Run`` holds one call's retry state and makes every decision (retry or give up, and
-how long to wait). The four drivers (sync and async runners, sync and async attempt
-iterators) only run attempts and sleep. State is per call, never on the Retry object,
-so concurrent calls through one Retry do not share attempt counts.
+Every decision (retry or give up, and how long to wait) is made by the core in
+``resilience._core.retry`` over the rules in force and one call's :class:`RetryState`;
+the four drivers here (sync and async runners, sync and async attempt iterators) only
+run attempts, sleep, emit events and add the note on giving up. State is per call, never
+on the Retry object, so concurrent calls through one Retry do not share attempt counts.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from .._core.backoff import Backoff, Exponential
-from .._core.call import CURRENT_CALL
 from .._core.classify import judge
 from .._core.clock import Clock
 from .._core.notes import add_note
+from .._core.retry import (
+    GiveUp,
+    RetryBudgetLike,
+    RetryRules,
+    RetryState,
+    Wait,
+    after_exception,
+    after_result,
+)
 from .._core.validation import (
     check_duration,
     check_exception_filter,
@@ -26,115 +34,50 @@ from .._core.validation import (
     check_predicate,
     show,
 )
-from ..errors import ResilienceError
 from .events import GLOBAL_LISTENERS
 from .policy import AsyncRunner, Policy, Runner
 
 __all__ = ["Attempt", "Retry", "RetryBudgetLike"]
 
 
-@runtime_checkable
-class RetryBudgetLike(Protocol):
-    """What Retry needs from a budget: count calls, and allow or refuse each retry."""
-
-    def record_call(self) -> None: ...
-
-    def try_retry(self) -> bool: ...
-
-
-def _hint(exc: BaseException) -> float | None:
-    hint = getattr(exc, "retry_after", None)
-    if isinstance(hint, timedelta):
-        hint = hint.total_seconds()
-    if isinstance(hint, (int, float)) and not isinstance(hint, bool) and math.isfinite(hint):
-        return max(0.0, float(hint))
-    return None
-
-
-def _attempts(n: int) -> str:
-    return "1 attempt" if n == 1 else f"{n} attempts"
-
-
 class _Run:
-    """One call's retries: which attempt this is, when it started, the last delay."""
+    """One call's retries, as the drivers see them: asks the core, and reports what it
+    decided (an event per retry, a note and an event on giving up)."""
 
-    __slots__ = ("attempt", "previous", "retry", "started")
+    __slots__ = ("retry", "rules", "state")
 
     def __init__(self, retry: Retry, started: float) -> None:
         self.retry = retry
-        self.started = started
-        self.attempt = 1
-        self.previous = 0.0
+        self.rules = retry._rules  # read once: a reload meanwhile does not mix two rule sets
+        self.state = RetryState(started)
 
     def after_exception(self, exc: Exception) -> float | None:
         """Seconds to wait before the next attempt, or None to re-raise ``exc``."""
-        call = CURRENT_CALL.get()
-        verdict = None if call is None else call.retryable(exc)
-        if verdict is None:
-            if not judge("retry_on", self.retry._retry_on, exc, False):
-                return None
-            if isinstance(exc, ResilienceError) and exc._refusal and exc.retry_after is None:
-                return None  # a policy refused with no idea when it would accept
-        elif not verdict:
-            return None  # the integration running the call forbids sending it again
-        return self._next(exc, _hint(exc))
+        return self._report(after_exception(self.rules, self.state, exc, self.retry._clock), exc)
 
     def after_result(self, result: Any) -> float | None:
         """Seconds to wait before the next attempt, or None to return ``result``."""
-        call = CURRENT_CALL.get()
-        if call is not None and call.retryable(result) is False:
-            return None
-        return self._next(None, None)
+        return self._report(after_result(self.rules, self.state, result, self.retry._clock), None)
 
-    def _next(self, exc: BaseException | None, hint: float | None) -> float | None:
+    def _report(self, decision: object, exc: BaseException | None) -> float | None:
         retry = self.retry
-        attempt = self.attempt
-        if attempt >= retry.attempts:
-            return self._give_up(
-                exc, "the only attempt failed" if attempt == 1 else f"all {attempt} attempts failed"
-            )
-        delay = retry.backoff.delay(attempt, self.previous)
-        hinted = False
-        if hint is not None and hint > delay:
-            hinted = True
-            # Never sooner than the hint: the next attempt would only be refused again.
-            # A hint beyond what this retry would ever wait means stopping now, rather
-            # than waiting less and retrying into a certain refusal.
-            if hint > retry.backoff.max:
-                return self._give_up(
-                    exc,
-                    f"{_attempts(attempt)}; the failure asks to wait {hint:.3f}s "
-                    f"(retry_after), longer than the backoff's max of {retry.backoff.max:g}s",
+        if type(decision) is Wait:
+            if GLOBAL_LISTENERS or retry._listeners:
+                attempt = self.state.attempt - 1  # the one that failed
+                retry._emit("retry", attempt, delay=decision.delay, exception=exc)
+            return decision.delay
+        if type(decision) is GiveUp:
+            if exc is not None:
+                add_note(
+                    exc, f"resilience: Retry {retry.name or '<unnamed>'} gave up: {decision.reason}"
                 )
-            delay = hint
-        if retry.deadline is not None:
-            elapsed = retry._clock.monotonic() - self.started
-            if elapsed + delay > retry.deadline:
-                waiting = "the failure's retry_after" if hinted else "the backoff"
-                return self._give_up(
-                    exc,
-                    f"{_attempts(attempt)} in {elapsed:.3f}s; waiting {delay:.3f}s more "
-                    f"({waiting}) would pass the {retry.deadline:g}s deadline",
-                )
-        if retry.budget is not None and not retry.budget.try_retry():
-            return self._give_up(exc, f"{_attempts(attempt)}; the retry budget is spent")
-        self.previous = delay
-        self.attempt = attempt + 1
-        if GLOBAL_LISTENERS or retry._listeners:
-            retry._emit("retry", attempt, delay=delay, exception=exc)
-        return delay
-
-    def _give_up(self, exc: BaseException | None, why: str) -> float | None:
-        retry = self.retry
-        if exc is not None:
-            add_note(exc, f"resilience: Retry {retry.name or '<unnamed>'} gave up: {why}")
-        if GLOBAL_LISTENERS or retry._listeners:
-            retry._emit("give_up", self.attempt, exception=exc)
-        return None  # no delay: give up
+            if GLOBAL_LISTENERS or retry._listeners:
+                retry._emit("give_up", self.state.attempt, exception=exc)
+        return None  # not retryable, or given up
 
     def succeeded(self) -> None:
         if GLOBAL_LISTENERS or self.retry._listeners:
-            self.retry._emit("success", self.attempt)
+            self.retry._emit("success", self.state.attempt)
 
 
 class Retry(Policy):
@@ -188,12 +131,31 @@ class Retry(Policy):
         )
         if budget is not None and not isinstance(budget, RetryBudgetLike):
             raise TypeError(f"budget must be a RetryBudget or None, got {show(budget)}")
-        self.attempts = checked_attempts
-        self.backoff = backoff
-        self._retry_on = checked_retry_on
-        self._retry_if_result = checked_if_result
-        self.deadline = checked_deadline
-        self.budget = budget
+        # One object, swapped whole: a call reads the rules once, so it never sees half
+        # of a reload.
+        self._rules = RetryRules(
+            checked_attempts, backoff, checked_retry_on, checked_if_result, checked_deadline, budget
+        )
+
+    @property
+    def attempts(self) -> int:
+        """The most attempts a call makes, the first included."""
+        return self._rules.attempts
+
+    @property
+    def backoff(self) -> Backoff:
+        """The backoff between attempts."""
+        return self._rules.backoff
+
+    @property
+    def deadline(self) -> float | None:
+        """The longest a call spends in this Retry, in seconds, or None."""
+        return self._rules.deadline
+
+    @property
+    def budget(self) -> RetryBudgetLike | None:
+        """The retry budget, or None."""
+        return self._rules.budget
 
     def _emit(
         self,
@@ -215,9 +177,10 @@ class Retry(Policy):
 
     def _begin(self) -> float:
         """Per-call bookkeeping before the first attempt; returns its start time."""
-        if self.budget is not None:
-            self.budget.record_call()
-        return self._clock.monotonic() if self.deadline is not None else 0.0
+        rules = self._rules
+        if rules.budget is not None:
+            rules.budget.record_call()
+        return self._clock.monotonic() if rules.deadline is not None else 0.0
 
     # -- drivers -------------------------------------------------------------------
 
@@ -238,7 +201,7 @@ class Retry(Policy):
                     if delay is None:
                         raise
                 else:
-                    check = self._retry_if_result
+                    check = self._rules.retry_if_result
                     if check is None or not judge("retry_if_result", check, result, False):
                         if state is not None:
                             state.succeeded()
@@ -269,7 +232,7 @@ class Retry(Policy):
                     if delay is None:
                         raise
                 else:
-                    check = self._retry_if_result
+                    check = self._rules.retry_if_result
                     if check is None or not judge("retry_if_result", check, result, False):
                         if state is not None:
                             state.succeeded()
@@ -333,7 +296,7 @@ class Attempt:
 
     def __init__(self, state: _Run) -> None:
         self._state = state
-        self.number = state.attempt
+        self.number = state.state.attempt
         self._delay: float | None = None
 
     def __enter__(self) -> Attempt:
