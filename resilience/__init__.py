@@ -6,6 +6,7 @@ from __future__ import annotations
 from ._core.backoff import Backoff, Constant, DecorrelatedJitter, Exponential, Linear
 from ._core.breaker import BreakerMetrics
 from ._core.clock import Clock, SystemClock
+from ._core.naming import present_as
 from ._core.windows import CountWindow
 from ._policies.adaptive import AIMD, AdaptiveConcurrency, Gradient
 from ._policies.breaker import CircuitBreaker
@@ -77,3 +78,5 @@ __all__ = [
     "per_key",
     "remaining",
 ]
+
+present_as("resilience", globals(), __all__)

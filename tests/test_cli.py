@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import resilience.cli.demo_upstream as demo_upstream
+import resilience.cli._demo_upstream as demo_upstream
 from resilience._policies.events import GLOBAL_LISTENERS
 from resilience.cli import main
 

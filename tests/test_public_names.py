@@ -3,6 +3,8 @@ the overview table of docs/index.md."""
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,3 +26,127 @@ def test_top_level_names_are_documented(name: str) -> None:
 @pytest.mark.parametrize("name", resilience.testing.__all__)
 def test_testing_names_are_documented(name: str) -> None:
     assert f"`{name}`" in DOCS or f"`resilience.testing.{name}`" in DOCS
+
+
+# -- what each public module exports ---------------------------------------------------------
+
+#: The public surface, pinned: a change here is a decision (and a CHANGELOG line), not an
+#: accident of a refactoring.
+EXPORTS: dict[str, list[str]] = {
+    "resilience": [
+        "AIMD",
+        "AdaptiveConcurrency",
+        "AdaptiveThrottle",
+        "Attempt",
+        "Backoff",
+        "BreakerMetrics",
+        "Bulkhead",
+        "BulkheadFull",
+        "Chaos",
+        "CircuitBreaker",
+        "CircuitOpen",
+        "Clock",
+        "ConfigError",
+        "Constant",
+        "CountWindow",
+        "DecorrelatedJitter",
+        "DescribedPolicy",
+        "Event",
+        "Exponential",
+        "Fallback",
+        "Gradient",
+        "Hedge",
+        "KeyedPolicy",
+        "LatencyQuantile",
+        "Linear",
+        "Pipeline",
+        "PipelineDescription",
+        "Policy",
+        "RateLimited",
+        "Registry",
+        "ResilienceError",
+        "Retry",
+        "RetryBudget",
+        "SystemClock",
+        "Throttled",
+        "Timeout",
+        "TimeoutExceeded",
+        "TokenBucket",
+        "listen",
+        "per_key",
+        "remaining",
+    ],
+    "resilience.errors": [
+        "BulkheadFull",
+        "CircuitOpen",
+        "ConfigError",
+        "RateLimited",
+        "ResilienceError",
+        "Throttled",
+        "TimeoutExceeded",
+    ],
+    "resilience.config": ["Change", "ENV_PREFIX", "PolicyDescription", "Registry"],
+    "resilience.testing": ["FakeClock", "LoopClock", "RedisServer"],
+    "resilience.cli": ["main"],
+    "resilience.stores": [
+        "BreakerBackend",
+        "BreakerMetrics",
+        "BreakerSettings",
+        "BreakerStore",
+        "BudgetBackend",
+        "BudgetSettings",
+        "BudgetStore",
+        "BulkheadBackend",
+        "BulkheadStore",
+        "Decision",
+        "LimiterBackend",
+        "LimiterSettings",
+        "LimiterStore",
+        "MemoryStore",
+        "Permit",
+        "Reservation",
+        "Take",
+        "TransitionCallback",
+        "Waiter",
+    ],
+    "resilience.stores.memory": ["MemoryStore"],
+    "resilience.stores.redis": [
+        "AsyncRedisStore",
+        "BreakerStatus",
+        "BucketStatus",
+        "BulkheadStatus",
+        "RedisStore",
+    ],
+    "resilience.http": ["IDEMPOTENT_METHODS", "RETRY_STATUSES", "ResponseError", "idempotent"],
+    "resilience.http.httpx": ["AsyncResilientTransport", "ResilientTransport"],
+    "resilience.http.aiohttp": ["ResilienceMiddleware"],
+    "resilience.metrics.prometheus": ["PrometheusMetrics"],
+    "resilience.metrics.opentelemetry": ["OpenTelemetryMetrics"],
+    "resilience.metrics.logging": ["LoggingListener"],
+}
+if sys.version_info >= (3, 11):  # httpx2 needs 3.11
+    EXPORTS["resilience.http.httpx2"] = ["AsyncResilientTransport", "ResilientTransport"]
+
+
+@pytest.mark.parametrize("module", sorted(EXPORTS))
+def test_exports_are_pinned(module: str) -> None:
+    assert sorted(importlib.import_module(module).__all__) == EXPORTS[module]
+
+
+@pytest.mark.parametrize("module", sorted(EXPORTS))
+def test_public_objects_name_a_public_module(module: str) -> None:
+    exported = importlib.import_module(module)
+    for name in exported.__all__:
+        obj = getattr(exported, name)
+        home = getattr(obj, "__module__", None)
+        if not isinstance(home, str) or not home.startswith("resilience"):
+            continue  # constants, and type aliases of other modules' types
+        assert not any(part.startswith("_") for part in home.split(".")), (name, home)
+        assert getattr(importlib.import_module(home), name) is obj, (name, home)
+
+
+def test_top_level_objects_report_the_top_level() -> None:
+    for name in resilience.__all__:
+        obj = getattr(resilience, name)
+        if isinstance(obj, type) or callable(obj):
+            assert obj.__module__ == "resilience", name

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
-from .main import main
+from .._core.naming import present_as
+from ._main import main
 
 __all__ = ["main"]
+
+present_as("resilience.cli", globals(), __all__)

@@ -8,6 +8,9 @@ is built and reconfigured; ``values`` the readers of single values (durations, r
 
 from __future__ import annotations
 
-from .registry import ENV_PREFIX, Change, PolicyDescription, Registry
+from .._core.naming import present_as
+from ._registry import ENV_PREFIX, Change, PolicyDescription, Registry
 
 __all__ = ["ENV_PREFIX", "Change", "PolicyDescription", "Registry"]
+
+present_as("resilience.config", globals(), __all__)

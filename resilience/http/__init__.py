@@ -7,6 +7,9 @@ This package itself needs no client library: it holds what the integrations shar
 
 from __future__ import annotations
 
+from .._core.naming import present_as
 from ._exchange import IDEMPOTENT_METHODS, RETRY_STATUSES, ResponseError, idempotent
 
 __all__ = ["IDEMPOTENT_METHODS", "RETRY_STATUSES", "ResponseError", "idempotent"]
+
+present_as("resilience.http", globals(), __all__)

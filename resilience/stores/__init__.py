@@ -13,6 +13,7 @@ from .._core.breaker import BreakerMetrics, BreakerSettings, Permit, TransitionC
 from .._core.bucket import Decision, LimiterSettings, Reservation, Take
 from .._core.budget import BudgetSettings
 from .._core.bulkhead import Waiter
+from .._core.naming import present_as
 from .._core.protocols import (
     BreakerBackend,
     BreakerStore,
@@ -46,3 +47,5 @@ __all__ = [
     "TransitionCallback",
     "Waiter",
 ]
+
+present_as("resilience.stores", globals(), __all__)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from resilience import CircuitBreaker
-from resilience.testing.redis_server import RedisServer, command, find_redis_binary, free_port
+from resilience.testing._redis_server import RedisServer, command, find_redis_binary, free_port
 
 
 class Cluster:

@@ -27,7 +27,7 @@ from .._policies.pipeline import Pipeline
 from .._policies.policy import Policy
 from .._policies.settings_text import show
 from ..errors import ConfigError
-from .schema import (
+from ._schema import (
     KINDS,
     PolicySpec,
     apply,
@@ -37,7 +37,7 @@ from .schema import (
     read_settings,
     read_sync_mode,
 )
-from .values import (
+from ._values import (
     check_keys,
     read_duration,
     read_int,

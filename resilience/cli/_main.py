@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config.registry import ENV_PREFIX, Registry, load_file
-from ..config.registry import _parse as parse_config
+from ..config._registry import ENV_PREFIX, Registry, load_file
+from ..config._registry import _parse as parse_config
 from ..errors import ConfigError
 
 __all__ = ["main"]
@@ -89,7 +89,7 @@ def _positive_int(text: str) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     """The demo: see ``_demo``."""
-    from .demo import DemoOptions, run
+    from ._demo import DemoOptions, run
 
     options = DemoOptions(
         duration=args.duration,

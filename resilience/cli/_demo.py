@@ -36,9 +36,9 @@ from typing import Any
 
 from .._policies.events import Event
 from .._policies.pipeline import Pipeline
-from ..config.registry import Registry, load_file
+from ..config._registry import Registry, load_file
 from ..errors import ResilienceError, TimeoutExceeded
-from .demo_upstream import Upstream
+from ._demo_upstream import Upstream
 
 __all__ = ["DemoOptions", "run"]
 

@@ -32,7 +32,7 @@ from .._policies.retry import Retry
 from .._policies.throttle import AdaptiveThrottle
 from .._policies.timeout import Timeout
 from ..errors import ConfigError
-from .values import (
+from ._values import (
     check_keys,
     exception_types,
     read_bool,
