@@ -3,7 +3,8 @@
 ``RedisStore.from_url(url)`` for sync code (and async code on any event loop, through
 worker threads), ``AsyncRedisStore.from_url(url)`` for asyncio code. Give either as
 ``store=`` to a :class:`~resilience.CircuitBreaker` or :class:`~resilience.TokenBucket`
-and every process using the same Redis and prefix shares that policy's state. See the
+and every process using the same Redis and prefix shares that policy's state. Their
+options (``prefix=``, ``sync_mode=``...) are those of :class:`StoreOptions`. See the
 docs page "Sharing state across instances".
 """
 
@@ -16,7 +17,16 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "resilience.stores.redis needs the redis client: pip install 'resiliency[redis]'"
     ) from exc
 
-from ._admin import BreakerStatus, BucketStatus, BulkheadStatus
-from ._store import AsyncRedisStore, RedisStore
+from ._async_store import AsyncRedisStore
+from ._options import StoreOptions
+from ._status import BreakerStatus, BucketStatus, BulkheadStatus
+from ._store import RedisStore
 
-__all__ = ["AsyncRedisStore", "BreakerStatus", "BucketStatus", "BulkheadStatus", "RedisStore"]
+__all__ = [
+    "AsyncRedisStore",
+    "BreakerStatus",
+    "BucketStatus",
+    "BulkheadStatus",
+    "RedisStore",
+    "StoreOptions",
+]

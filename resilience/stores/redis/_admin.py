@@ -1,126 +1,146 @@
-"""What the admin API reports, and how script replies become it."""
+"""The admin API of both stores (:class:`StoreAdmin`): the state of every shared policy
+under the store's prefix, and manual control of breakers.
+
+Apart from the store's core: these methods talk to Redis directly on the store's sync
+client, not through its link or its backends (Redis errors propagate, as an operator
+wants to see them), and the store's policies never call them. What they report is in
+``_status.py``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
 from typing import Any
 
-from ._layout import STATES
+import anyio.to_thread
 
-__all__ = [
-    "BreakerStatus",
-    "BucketStatus",
-    "BulkheadStatus",
-    "parse_breaker_status",
-    "parse_bucket_status",
-]
+from ._breaker import RedisBreaker
+from ._clients import SyncClient, as_text
+from ._layout import (
+    breaker_keys,
+    breaker_name,
+    bucket_key,
+    bucket_name,
+    bulkhead_keys,
+    bulkhead_name,
+    glob_escape,
+)
+from ._options import StoreOptions
+from ._registry import Registry
+from ._scripts import BH_STATUS, CB_FORCE, CB_STATUS, TB_PEEK, evalsha
+from ._status import (
+    BreakerStatus,
+    BucketStatus,
+    BulkheadStatus,
+    parse_breaker_status,
+    parse_bucket_status,
+)
 
+__all__ = ["StoreAdmin"]
 
-@dataclass(frozen=True, slots=True)
-class BreakerStatus:
-    """One shared circuit breaker, as Redis holds it now.
-
-    ``state`` is what a caller would meet (an open breaker whose open period has
-    ended reads ``half_open``). ``retry_after``: seconds until an open breaker admits a
-    trial (``None`` unless ``state`` is ``open``). The counts are those of the current
-    window, in the closed state (zero otherwise). ``trials``: trial calls running now
-    (half-open); ``trial_successes``: trials that succeeded in this half-open period.
-    ``window``: ``"60s"`` for a time window, ``"100 calls"`` for a count window (empty
-    before the first outcome). ``epoch`` grows by one on every transition.
-    """
-
-    name: str
-    state: str
-    retry_after: float | None
-    calls: int
-    failures: int
-    slow_calls: int
-    failure_rate: float
-    slow_call_rate: float
-    consecutive_failures: int
-    consecutive_opens: int
-    trials: int
-    trial_successes: int
-    window: str
-    epoch: int
+_ACTIONS = ("open", "close", "reset", "disable")
 
 
-@dataclass(frozen=True, slots=True)
-class BucketStatus:
-    """One shared token bucket that is not full (a full bucket has no key in Redis).
+class StoreAdmin:
+    """The admin API of a Redis store (a base of both stores): the state of every
+    shared policy under the store's prefix, and manual control of breakers."""
 
-    ``tokens``: free now (negative while reserved tokens refill); ``burst`` and
-    ``rate`` (tokens per second) as the last instance to take from it gave them.
-    """
+    # Of the store.
+    prefix: str
+    _client: SyncClient
+    _options: StoreOptions
+    _breakers: Registry[RedisBreaker]
 
-    key: str
-    tokens: float
-    burst: float
-    rate: float
+    def breakers(self) -> list[BreakerStatus]:
+        """Every circuit breaker Redis holds under this store's prefix, by name.
 
+        Talks to Redis directly (not through the store's own breaker): Redis errors
+        propagate, as an operator wants to see them.
+        """
+        pattern = f"{glob_escape(self.prefix)}:cb:*:s"
+        names = {breaker_name(self.prefix, as_text(key)) for key in self._scan(pattern)}
+        statuses = (self.breaker_status(name) for name in sorted(names))
+        return [status for status in statuses if status is not None]
 
-@dataclass(frozen=True, slots=True)
-class BulkheadStatus:
-    """One shared bulkhead: ``held``, the slots taken now across the fleet (leases not
-    ended); ``instances``, the processes holding a bulkhead built on this key, busy or
-    idle (each heartbeats every ``slot_lease / 3``; reading the status does not count)."""
+    def breaker_status(self, name: str) -> BreakerStatus | None:
+        """The shared breaker ``name`` as Redis holds it, or None if Redis has no state
+        for it (never used, or expired after ``key_ttl`` idle)."""
+        keys, _ = breaker_keys(self.prefix, name)
+        return parse_breaker_status(name, evalsha(self._client, CB_STATUS, keys, ("",)))
 
-    key: str
-    held: int
-    instances: int
+    def force_breaker(self, name: str, action: str) -> BreakerStatus:
+        """Manual control of breaker ``name`` for every instance: ``"open"`` (forced
+        open until closed or reset), ``"close"``, ``"reset"`` (closed, open streak
+        forgotten) or ``"disable"`` (admit everything, record nothing). Works for a
+        name no instance has used yet. Returns the new status."""
+        if action not in _ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(_ACTIONS)}; got {action!r}")
+        keys, _ = breaker_keys(self.prefix, name)
+        idle = str(math.ceil(self._options.key_ttl * 1000))
+        reply = evalsha(self._client, CB_FORCE, keys, (action, idle, ""))
+        backend = self._breakers.items.get(name)
+        if backend is not None:
+            backend.learn(int(reply[0]), int(reply[1]), 0)
+        status = self.breaker_status(name)
+        assert status is not None  # the script just wrote it
+        return status
 
+    def buckets(self) -> list[BucketStatus]:
+        """Every token bucket under this prefix that is not full (a full bucket's key
+        expires), by key."""
+        pattern = f"{glob_escape(self.prefix)}:tb:*"
+        keys = sorted({bucket_name(self.prefix, as_text(key)) for key in self._scan(pattern)})
+        statuses = (self.bucket_status(key) for key in keys)
+        return [status for status in statuses if status is not None]
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    def bucket_status(self, key: str) -> BucketStatus | None:
+        """The shared bucket ``key``, or None when it is full (no state in Redis)."""
+        reply = evalsha(self._client, TB_PEEK, (bucket_key(self.prefix, key),), ("",))
+        return parse_bucket_status(key, reply)
 
+    def bulkhead_status(self, key: str) -> BulkheadStatus:
+        """The shared bulkhead ``key`` as Redis holds it now (zero slots held and no
+        instance for a name nobody used)."""
+        horizon = str(math.ceil(self._options.slot_lease * 1e6))
+        reply = evalsha(self._client, BH_STATUS, bulkhead_keys(self.prefix, key), (horizon, ""))
+        return BulkheadStatus(key=key, held=int(reply[0]), instances=int(reply[1]))
 
-def _window(spec: str) -> str:
-    if spec.startswith("c"):
-        return f"{spec[1:]} calls"
-    if spec.startswith("t"):
-        return f"{float(spec[1:]) * 10 / 1e6:g}s"
-    return ""
+    def bulkheads(self) -> list[BulkheadStatus]:
+        """Every shared bulkhead under this prefix that an instance used recently (its
+        slots held now and the instances alive), by key. Like :meth:`breakers`, talks
+        to Redis directly: Redis errors propagate."""
+        pattern = f"{glob_escape(self.prefix)}:bh:*:i"
+        keys = sorted({bulkhead_name(self.prefix, as_text(key)) for key in self._scan(pattern)})
+        statuses = (self.bulkhead_status(key) for key in keys)
+        return [status for status in statuses if status.held or status.instances]
 
+    def _scan(self, pattern: str) -> list[Any]:
+        return list(self._client.scan_iter(match=pattern, count=1000))
 
-def parse_breaker_status(name: str, reply: Sequence[Any]) -> BreakerStatus | None:
-    """The reply of ``cb_status`` (None: Redis has no state for ``name``)."""
-    if not reply:
-        return None
-    code, epoch, remaining, opens, calls, failures, slow, consecutive, trials, successes = (
-        int(value) for value in reply[:10]
-    )
-    state = STATES[code]
-    if state == "open" and remaining <= 0:
-        state = "half_open"  # as the next caller will find it
-    return BreakerStatus(
-        name=name,
-        state=state,
-        retry_after=remaining / 1e6 if state == "open" else None,
-        calls=calls,
-        failures=failures,
-        slow_calls=slow,
-        failure_rate=failures / calls if calls else 0.0,
-        slow_call_rate=slow / calls if calls else 0.0,
-        consecutive_failures=consecutive,
-        consecutive_opens=opens,
-        trials=trials,
-        trial_successes=successes,
-        window=_window(_text(reply[10])),
-        epoch=epoch,
-    )
+    async def abreakers(self) -> list[BreakerStatus]:
+        """:meth:`breakers` for async code (runs in a worker thread)."""
+        return await anyio.to_thread.run_sync(self.breakers)
 
+    async def abreaker_status(self, name: str) -> BreakerStatus | None:
+        """:meth:`breaker_status` for async code (runs in a worker thread)."""
+        return await anyio.to_thread.run_sync(self.breaker_status, name)
 
-def parse_bucket_status(key: str, reply: Sequence[Any]) -> BucketStatus | None:
-    """The reply of ``tb_peek`` (None: the bucket's key vanished, it is full)."""
-    owed, interval, burst = (_text(value) for value in reply)
-    if not interval or not burst:
-        return None
-    interval_us = float(interval)
-    size = float(burst)
-    return BucketStatus(
-        key=key,
-        tokens=size - float(owed) / interval_us,
-        burst=size,
-        rate=1e6 / interval_us,
-    )
+    async def aforce_breaker(self, name: str, action: str) -> BreakerStatus:
+        """:meth:`force_breaker` for async code (runs in a worker thread)."""
+        return await anyio.to_thread.run_sync(self.force_breaker, name, action)
+
+    async def abuckets(self) -> list[BucketStatus]:
+        """:meth:`buckets` for async code (runs in a worker thread)."""
+        return await anyio.to_thread.run_sync(self.buckets)
+
+    async def abucket_status(self, key: str) -> BucketStatus | None:
+        """:meth:`bucket_status` for async code (runs in a worker thread)."""
+        return await anyio.to_thread.run_sync(self.bucket_status, key)
+
+    async def abulkheads(self) -> list[BulkheadStatus]:
+        """:meth:`bulkheads` for async code (runs in a worker thread)."""
+        return await anyio.to_thread.run_sync(self.bulkheads)
+
+    async def abulkhead_status(self, key: str) -> BulkheadStatus:
+        """:meth:`bulkhead_status` for async code (runs in a worker thread)."""
+        return await anyio.to_thread.run_sync(self.bulkhead_status, key)

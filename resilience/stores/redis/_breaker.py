@@ -40,10 +40,11 @@ from ..._core.breaker import (
 )
 from ..._core.clock import Clock, SystemClock
 from ..._core.windows import BUCKETS, CountWindow
-from ._admin import parse_breaker_status
-from ._layout import STATES, StoreOptions, breaker_keys, script_time
+from ._layout import STATES, Instance, breaker_keys, script_time
 from ._link import FAILED, Link
+from ._options import StoreOptions
 from ._scripts import CB_ACQUIRE, CB_FORCE, CB_RECORD, CB_RELEASE, CB_STATUS
+from ._status import parse_breaker_status
 
 __all__ = ["RedisBreaker", "RedisPermit"]
 
@@ -83,6 +84,7 @@ class RedisBreaker:
         self,
         link: Link,
         options: StoreOptions,
+        instance: Instance,
         name: str,
         settings: BreakerSettings,
         clock: Clock,
@@ -91,6 +93,7 @@ class RedisBreaker:
         self.name = name
         self._link = link
         self._options = options
+        self._instance = instance
         self._clock = clock
         self._now = clock.monotonic
         self._time = script_time(clock)
@@ -159,16 +162,17 @@ class RedisBreaker:
             # Failures count towards the guard for a window's time (a count window:
             # until the next transition).
             horizon = "-" if isinstance(window, CountWindow) else str(round(window * 1e6))
-            self._record_settings += (
-                f" quorum={quorum} inst={self._options.instance.id} qwin={horizon}"
-            )
+            self._record_settings += f" quorum={quorum} inst={self._instance.id} qwin={horizon}"
         self.settings = settings
         self._open_cache = (-1, "")
         if self._local is not None:
             self._local.configure(settings)
 
     def after_fork(self) -> None:
-        """In a forked child: the instance id (in the settings sent) is a new one."""
+        """In a forked child: fresh locks (another thread may have held one at the
+        fork), and the instance id (in the settings sent) is a new one."""
+        self._lock = threading.Lock()
+        self._report_lock = threading.RLock()
         self.configure(self.settings)
 
     def subscribe(self, notify: TransitionCallback) -> None:
@@ -231,7 +235,7 @@ class RedisBreaker:
     # -- script arguments and replies ---------------------------------------------------
 
     def _permit_id(self) -> str:
-        return f"{self._options.instance.id}:{next(self._ids)}"
+        return f"{self._instance.id}:{next(self._ids)}"
 
     def _admitted(self, reply: Sequence[Any], permit_id: str) -> Permit | None:
         code, epoch, verdict, wait, opens = map(int, reply)

@@ -32,8 +32,9 @@ from collections.abc import Callable
 from ..._core.budget import BudgetCore, BudgetSettings
 from ..._core.clock import Clock
 from ..._core.windows import BUCKETS
-from ._layout import StoreOptions, budget_keys, script_time
+from ._layout import Instance, budget_keys, script_time
 from ._link import FAILED, Link
+from ._options import StoreOptions
 from ._scripts import RB_FLUSH
 
 __all__ = ["RedisBudget"]
@@ -52,6 +53,7 @@ class RedisBudget:
         self,
         link: Link,
         options: StoreOptions,
+        instance: Instance,
         key: str,
         settings: BudgetSettings,
         clock: Clock,
@@ -61,6 +63,7 @@ class RedisBudget:
         self._wake = wake  # the store's worker: report soon
         self._link = link
         self._options = options
+        self._instance = instance
         self._keys = budget_keys(options.prefix, key)
         self._fail_closed = options.on_store_error == "closed"
         self._clock = clock
@@ -160,7 +163,7 @@ class RedisBudget:
         args = (
             calls,
             retries,
-            options.instance.id,
+            self._instance.id,
             repr(width_us),
             str(math.ceil(horizon_us)),
             repr(settings.ratio),
@@ -184,7 +187,9 @@ class RedisBudget:
         return self._report_at
 
     def after_fork(self) -> None:
-        """In a forked child: the counts so far are the parent's to report."""
+        """In a forked child: a fresh lock (another thread may have held it at the
+        fork); the counts so far are the parent's to report."""
+        self._lock = threading.Lock()
         self.link_changed()
 
     def report(self) -> None:

@@ -39,8 +39,9 @@ from typing import Any, TypeVar
 
 from ..._core.bulkhead import BulkheadCore, Waiter
 from ._background import Worker
-from ._layout import StoreOptions, bulkhead_keys
+from ._layout import Instance, bulkhead_keys
 from ._link import FAILED, Link
+from ._options import StoreOptions
 from ._scripts import BH_SYNC
 
 __all__ = ["RedisBulkhead"]
@@ -66,6 +67,7 @@ class RedisBulkhead:
         self,
         link: Link,
         options: StoreOptions,
+        instance: Instance,
         worker: Worker,
         key: str,
         max_concurrent: int,
@@ -76,6 +78,7 @@ class RedisBulkhead:
         self.max_queue = max_queue
         self._link = link
         self._options = options
+        self._instance = instance
         self._worker = worker
         self._keys = bulkhead_keys(options.prefix, key)
         self._fail_closed = options.on_store_error == "closed"
@@ -122,7 +125,7 @@ class RedisBulkhead:
     # -- the script ------------------------------------------------------------------------
 
     def _new_id(self) -> str:
-        return f"{self._options.instance.id}:{next(self._ids)}"
+        return f"{self._instance.id}:{next(self._ids)}"
 
     def _args(
         self, release: Sequence[str], renew: Sequence[str], want: Sequence[str]
@@ -130,7 +133,7 @@ class RedisBulkhead:
         return (
             self.max_concurrent,
             self._lease_us,
-            self._options.instance.id,
+            self._instance.id,
             self._horizon_us,
             "",  # server time: leases are real time, whatever the policy's clock
             " ".join(release),

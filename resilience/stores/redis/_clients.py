@@ -18,7 +18,20 @@ import redis.client
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-__all__ = ["async_client", "check_client", "open_pubsub", "sync_client", "sync_twin"]
+__all__ = [
+    "AsyncClient",
+    "SyncClient",
+    "as_text",
+    "async_client",
+    "check_client",
+    "close_sync",
+    "open_pubsub",
+    "sync_client",
+    "sync_twin",
+]
+
+SyncClient = redis.Redis | redis.RedisCluster
+AsyncClient = redis.asyncio.Redis | redis.asyncio.RedisCluster
 
 #: A user's client whose timeout is above this gets a warning.
 SLOW_TIMEOUT = 1.0
@@ -113,6 +126,20 @@ def sync_twin(client: redis.asyncio.Redis) -> redis.Redis:
             max_connections=4, timeout=kwargs.get("socket_timeout"), retry=_no_retries(), **kwargs
         )
     )
+
+
+def close_sync(client: SyncClient) -> None:
+    """Close a sync client the store made, and its pool (a ``redis.Redis`` made with
+    its own pool does not close it)."""
+    client.close()
+    if isinstance(client, redis.Redis):
+        client.connection_pool.disconnect()
+
+
+def as_text(value: Any) -> str:
+    """A key, channel or message as a ``str``: clients answer ``bytes`` unless made with
+    ``decode_responses=True``."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def open_pubsub(client: redis.Redis | redis.RedisCluster) -> redis.client.PubSub:

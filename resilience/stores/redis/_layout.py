@@ -1,4 +1,4 @@
-"""Key names, state codes and the options every backend of one store shares.
+"""Key names, state codes and the identity of this process in Redis.
 
 All keys of one policy share the hash tag ``{<name>}``, so each script touches one
 Redis Cluster slot::
@@ -21,33 +21,26 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..._core.breaker import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN
 from ..._core.clock import Clock, SystemClock
 
 __all__ = [
-    "LOCAL_FIRST",
     "STATES",
-    "STRICT",
     "Instance",
-    "StoreOptions",
     "breaker_keys",
     "breaker_name",
     "bucket_key",
     "bucket_name",
     "budget_keys",
     "bulkhead_keys",
+    "bulkhead_name",
     "glob_escape",
     "script_time",
 ]
 
 #: Breaker states by their code in the scripts.
 STATES = (CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED)
-
-
-STRICT = "strict"
-LOCAL_FIRST = "local-first"
 
 
 class Instance:
@@ -61,30 +54,6 @@ class Instance:
 
     def renew(self) -> None:
         self.id = uuid.uuid4().hex[:12]
-
-
-@dataclass(frozen=True, slots=True)
-class StoreOptions:
-    """What a store (or a view of it, ``with_options``) tells each of its backends."""
-
-    prefix: str
-    #: "local": decide from local state when Redis fails; "closed": refuse.
-    on_store_error: str
-    trial_lease: float
-    key_ttl: float
-    instance: Instance
-    #: "strict": every decision asks Redis; "local-first": breakers decide from a
-    #: local copy and report in batches, token buckets lease tokens.
-    sync_mode: str = STRICT
-    flush_interval: float = 0.1
-    poll_interval: float = 1.0
-    #: Breakers open only when at least this many instances reported failures.
-    min_instances: int | None = None
-    #: Local-first token buckets: the most tokens one lease takes (None: one flush
-    #: interval's worth of the bucket's rate).
-    lease_tokens: int | None = None
-    #: Bulkhead slots are leases of this many seconds, renewed while the call runs.
-    slot_lease: float = 5.0
 
 
 def breaker_keys(prefix: str, name: str) -> tuple[tuple[str, str, str, str, str], str]:

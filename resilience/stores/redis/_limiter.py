@@ -22,8 +22,9 @@ from typing import Any
 
 from ..._core.bucket import BucketCore, Decision, LimiterSettings, Reservation, Take
 from ..._core.clock import Clock
-from ._layout import StoreOptions, bucket_key, script_time
+from ._layout import bucket_key, script_time
 from ._link import FAILED, Link
+from ._options import StoreOptions
 from ._scripts import TB_CANCEL, TB_PEEK, TB_RESHAPE, TB_TAKE
 
 __all__ = ["LeasedBucket", "RedisBucket", "RedisReservation"]
@@ -152,7 +153,9 @@ class RedisBucket:
             self._local.configure(settings)
 
     def after_fork(self) -> None:
-        """In a forked child: nothing of the parent's to drop (no state here)."""
+        """In a forked child: a fresh lock (another thread may have held it at the
+        fork); nothing of the parent's to drop (no state here)."""
+        self._lock = threading.Lock()
 
     # -- local decisions ---------------------------------------------------------------
 
@@ -283,6 +286,7 @@ class LeasedBucket(RedisBucket):
 
     def after_fork(self) -> None:
         """In a forked child: the leased tokens are the parent's."""
+        super().after_fork()
         self._tokens = 0.0
 
     def __repr__(self) -> str:

@@ -35,8 +35,9 @@ from ..._core.clock import Clock
 from ..._core.windows import INF, CountWindow
 from ._background import Worker
 from ._breaker import RedisBreaker
-from ._layout import StoreOptions
+from ._layout import Instance
 from ._link import FAILED, Link
+from ._options import StoreOptions
 from ._scripts import CB_FLUSH
 
 __all__ = ["LocalFirstBreaker", "LocalPermit"]
@@ -65,6 +66,7 @@ class LocalFirstBreaker(RedisBreaker):
         self,
         link: Link,
         options: StoreOptions,
+        instance: Instance,
         worker: Worker,
         name: str,
         settings: BreakerSettings,
@@ -87,7 +89,7 @@ class LocalFirstBreaker(RedisBreaker):
         self._ask_after = 0.0  # half-open with every trial taken: don't ask before
         self._early = math.inf
         self._streak_limit = math.inf
-        super().__init__(link, options, name, settings, clock, notify)
+        super().__init__(link, options, instance, name, settings, clock, notify)
 
     # -- settings ----------------------------------------------------------------------
 
