@@ -379,3 +379,18 @@ def test_a_name_is_shared_one_way_in_a_store(make_store: Callable[..., RedisStor
     with pytest.raises(ValueError, match="other store options"):
         CircuitBreaker("one-way", store=store.with_options(min_instances=2))
     assert kept.state == "closed"
+
+
+def test_a_store_and_its_views_share_one_transition_listener(
+    make_store: Callable[..., RedisStore],
+) -> None:
+    store = make_store()
+    view = store.with_options(min_instances=2)
+    CircuitBreaker("via-view", store=view)
+    CircuitBreaker("via-store", store=store)
+    CircuitBreaker("via-another-view", store=store.with_options(min_instances=3))
+    name = f"resilience-redis-listener-{store.prefix}"
+    listeners = [thread for thread in threading.enumerate() if thread.name == name]
+    assert len(listeners) == 1
+    view.close()  # closing a view closes the store, and stops its listener
+    assert not listeners[0].is_alive()

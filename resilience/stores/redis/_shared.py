@@ -106,6 +106,7 @@ class SharedStore(StoreAdmin):
         self._buckets: Registry[RedisBucket] = Registry("token bucket")
         self._budgets: Registry[RedisBudget] = Registry("retry budget")
         self._bulkheads: Registry[RedisBulkhead] = Registry("bulkhead")
+        # The listener is the root's: views reach it through ``_root``.
         self._listener: TransitionListener | None = None
         self._listener_lock = threading.Lock()
         self._worker = Worker(self.prefix)
@@ -306,15 +307,17 @@ class SharedStore(StoreAdmin):
         evalsha(client, PING, (f"{self.prefix}:probe",), ())
 
     def _listen(self) -> None:
-        """Start the transition listener with the first breaker, and wait (briefly)
-        until it is subscribed (transitions from then on reach this process), or its
-        first attempt failed (Redis down: the breaker must not wait for it)."""
-        listener = self._listener
+        """Start the transition listener with the first breaker (of the store or any of
+        its views: there is one listener, the root's), and wait (briefly) until it is
+        subscribed (transitions from then on reach this process), or its first attempt
+        failed (Redis down: the breaker must not wait for it)."""
+        root = self._root
+        listener = root._listener
         if listener is None:
-            with self._listener_lock:
-                listener = self._listener
+            with root._listener_lock:
+                listener = root._listener
                 if listener is None:
-                    listener = self._listener = TransitionListener(
+                    listener = root._listener = TransitionListener(
                         self.prefix, self._client, self._link, self._breakers
                     )
             if self._link.up:
