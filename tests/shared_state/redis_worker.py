@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -133,6 +135,69 @@ def forked(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, A
     report["fleet_calls"] = None if status is None else status.calls
     os.waitpid(pid, 0)
     return report
+
+
+def forked_mid_call(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, Any]:
+    """fork() while another thread holds every lock of the store's backends and
+    registries (as a thread mid-call would): the child resets them (each backend its
+    own), so its calls do not wait forever for a thread that does not exist there."""
+    breaker = CircuitBreaker("mid-call", store=store)
+    bucket = TokenBucket(100, key="mid-call", store=store)
+    budget = RetryBudget(0.5, key="mid-call", store=store)
+    bulkhead = Bulkhead(4, name="mid-call", store=store)
+    breaker.call(lambda: 1)
+    locks = [
+        lock
+        for registry in (store._breakers, store._buckets, store._budgets, store._bulkheads)
+        for lock in (
+            registry._lock,
+            *(getattr(b, name, None) for b in registry.items.values() for name in _LOCKS),
+        )
+        if lock is not None
+    ]
+    begin()
+    holding, forked_yet = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with contextlib.ExitStack() as held:
+            for lock in locks:
+                held.enter_context(lock)
+            holding.set()
+            forked_yet.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(10)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)  # a deadlocked child dies, and the parent reads no report
+        report: dict[str, Any] = {}
+        try:
+            report["breaker"] = breaker.call(lambda: 2)
+            breaker.open()  # a transition: learnt and reported under the breaker's locks
+            report["opened"] = breaker.state
+            breaker.close()
+            report["bucket"] = bucket.call(lambda: 3)
+            budget.record_call()
+            report["retry"] = type(budget.try_retry()).__name__  # decided, either way
+            report["bulkhead"] = bulkhead.call(lambda: 4)
+            store.flush()
+        finally:
+            with os.fdopen(write, "w") as out:
+                out.write(json.dumps(report) + "\n")
+            os._exit(0)
+    forked_yet.set()
+    holder.join()
+    os.close(write)
+    with os.fdopen(read) as child:
+        line = child.readline()
+    os.waitpid(pid, 0)
+    return json.loads(line) if line else {"child": "no report"}
+
+
+#: The locks of a backend (those it has).
+_LOCKS = ("_lock", "_report_lock")
 
 
 def retry_budget(store: RedisStore, args: dict[str, Any], begin: Begin) -> dict[str, Any]:
@@ -264,6 +329,7 @@ MODES = {
     "hold_trial": hold_trial,
     "bucket": bucket,
     "forked": forked,
+    "forked_mid_call": forked_mid_call,
     "retry_budget": retry_budget,
 }
 

@@ -104,6 +104,27 @@ def test_four_processes_share_a_bucket_exactly(
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
 @pytest.mark.parametrize("sync_mode", ["strict", "local-first"])
+def test_a_fork_mid_call_leaves_no_lock_held_in_the_child(
+    workers: Workers, redis_url: str, prefix: str, sync_mode: str
+) -> None:
+    """Another thread held every backend's locks at the fork: each backend resets its
+    own in the child, whose calls through every kind of policy go through."""
+    [parent] = workers.spawn(
+        1, "forked_mid_call", store_args(redis_url, prefix, sync_mode=sync_mode)
+    )
+    Workers.start([parent], delay=0.0)
+    [report] = Workers.results([parent])
+    assert report == {
+        "breaker": 2,
+        "opened": "forced_open",
+        "bucket": 3,
+        "retry": "bool",
+        "bulkhead": 4,
+    }
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
+@pytest.mark.parametrize("sync_mode", ["strict", "local-first"])
 def test_a_store_made_before_fork_works_in_the_child(
     workers: Workers, redis_url: str, prefix: str, sync_mode: str
 ) -> None:
