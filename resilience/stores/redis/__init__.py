@@ -17,6 +17,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "resilience.stores.redis needs the redis client: pip install 'resiliency[redis]'"
     ) from exc
 
+from ..._core.naming import present_as
 from ._async_store import AsyncRedisStore
 from ._options import StoreOptions
 from ._status import BreakerStatus, BucketStatus, BulkheadStatus
@@ -30,3 +31,5 @@ __all__ = [
     "RedisStore",
     "StoreOptions",
 ]
+
+present_as("resilience.stores.redis", globals(), __all__)
