@@ -342,8 +342,9 @@ class SharedStore(StoreAdmin):
         client, for ``AsyncRedisStore`` a ``redis.asyncio`` client for calls and a small
         sync one for the rest. ``prefix`` and the other options of :class:`StoreOptions`
         (``sync_mode=``...) as keywords, or as ``options`` (keywords override it; the
-        defaults without it). Other keyword arguments go to the redis-py clients
-        (``password=``, ``ssl_ca_certs=``...)."""
+        defaults without it: ``prefix`` not given is ``options.prefix``, "resilience").
+        Other keyword arguments go to the redis-py clients (``password=``,
+        ``ssl_ca_certs=``...)."""
         seconds = check_duration("timeout", timeout, positive=True)
         connections = check_positive_int("max_connections", max_connections)
         changes = {name: kwargs.pop(name) for name in list(kwargs) if name in OPTION_NAMES}
