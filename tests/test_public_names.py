@@ -116,6 +116,7 @@ EXPORTS: dict[str, list[str]] = {
         "BucketStatus",
         "BulkheadStatus",
         "RedisStore",
+        "StoreOptions",
     ],
     "resilience.http": ["IDEMPOTENT_METHODS", "RETRY_STATUSES", "ResponseError", "idempotent"],
     "resilience.http.httpx": ["AsyncResilientTransport", "ResilientTransport"],
