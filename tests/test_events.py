@@ -537,6 +537,54 @@ def test_retry_give_up_on_result_has_no_exception(clock: FakeClock) -> None:
     ]
 
 
+def test_fallback_queued_and_adaptive_events_carry_their_details(clock: FakeClock) -> None:
+    events: list[Event] = []
+    fallback = resilience.Fallback("stale", clock=clock)
+    fallback.listen(events.append)
+    assert fallback.call(boom) == "stale"
+    [used] = events
+    assert (used.kind, used.type, used.details) == ("fallback", "fallback", None)
+    assert isinstance(used.exception, ConnectionError)
+
+    events.clear()
+    adaptive = resilience.AdaptiveConcurrency(initial_limit=1, max_queue=0, clock=clock)
+    adaptive.listen(events.append)
+
+    def held() -> None:
+        clock.advance(0.5)
+        with pytest.raises(resilience.BulkheadFull):
+            adaptive.call(lambda: None)
+
+    adaptive.call(held)
+    assert [(e.kind, e.type, e.details) for e in events] == [
+        ("adaptive_concurrency", "acquired", resilience.Acquired(waited=0.0)),
+        ("adaptive_concurrency", "rejected", resilience.BulkheadRejected(waited=None)),
+        ("adaptive_concurrency", "released", resilience.Released(held=0.5)),
+    ]
+
+    events.clear()
+    bulkhead = resilience.Bulkhead(1, max_queue=1, max_wait=0, clock=clock)
+    bulkhead.listen(events.append)
+    with bulkhead, pytest.raises(resilience.BulkheadFull):
+        bulkhead.call(lambda: None)  # queued, and max_wait=0 runs out at once
+    assert [(e.type, e.details) for e in events] == [
+        ("acquired", resilience.Acquired(waited=0.0)),
+        ("queued", None),
+        ("rejected", resilience.BulkheadRejected(waited=0.0)),
+        ("released", resilience.Released(held=0.0)),
+    ]
+
+
+def test_queued_events_have_no_details(clock: FakeClock) -> None:
+    events: list[Event] = []
+    bulkhead = resilience.Bulkhead(1, max_queue=1, mode="metrics_only", clock=clock)
+    bulkhead.listen(events.append)
+    with bulkhead:
+        assert bulkhead.call(lambda: "over the limit") == "over the limit"
+    queued = [e for e in events if e.type == "queued"]
+    assert [(e.details, e.exception, e.shadow) for e in queued] == [(None, None, True)]
+
+
 def test_pipeline_delivers_events_of_its_policies_to_their_listeners(clock: FakeClock) -> None:
     retry = Retry(2, backoff=Constant(0.0), clock=clock)
     breaker = CircuitBreaker(clock=clock)

@@ -12,14 +12,17 @@ import resilience
 from resilience import (
     Bulkhead,
     BulkheadFull,
+    BulkheadRejected,
     CircuitBreaker,
     CircuitOpen,
     Constant,
     Event,
     Fallback,
+    GaveUp,
     RateLimited,
     Retry,
     StateChange,
+    ThrottleRejected,
     TimedOut,
     TokenBucket,
 )
@@ -196,6 +199,21 @@ def test_http_fields_and_json_formatting(records: Records) -> None:
         "resilience_status": 503,
     }
     json.dumps(fields)  # plain values, ready for a JSON formatter
+
+
+def test_extra_fields_are_named_after_the_details(records: Records) -> None:
+    listener = LoggingListener(rejection_interval=0)
+    listener(Event("adaptive_throttle", "t", "rejected", 0.0, ThrottleRejected(0.25)))
+    listener(Event("bulkhead", "b", "rejected", 0.0, BulkheadRejected(waited=1.5)))
+    listener(Event("hedge", "h", "give_up", 0.0, GaveUp(attempt=3), ConnectionError("x")))
+    throttled, full, gave_up = records.records
+    assert throttled.getMessage() == "adaptive throttle t: call rejected (throttled)"
+    assert throttled.resilience_probability == 0.25  # type: ignore[attr-defined]
+    assert full.getMessage() == "bulkhead b: call rejected (bulkhead full)"
+    assert full.resilience_waited == 1.5  # type: ignore[attr-defined]
+    assert gave_up.getMessage() == "hedge h: gave up after attempt 3: ConnectionError: x"
+    assert gave_up.resilience_attempt == 3  # type: ignore[attr-defined]
+    assert gave_up.resilience_error == "ConnectionError"  # type: ignore[attr-defined]
 
 
 def test_disabled_logger_costs_nothing_and_logs_nothing(records: Records) -> None:
