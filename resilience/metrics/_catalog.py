@@ -431,6 +431,10 @@ class Handlers:
     kind (or ``max_names`` hosts), further ones are recorded as ``_other``, so that a
     policy per tenant or calls to many hosts cannot explode a metric's series, nor this
     object's memory.
+
+    A handler is built for one (kind, type), which fixes the class of the event's
+    ``details`` (docs/events.md), so it reads them without checking their class (the
+    ``type: ignore[assignment]`` lines name it for mypy).
     """
 
     def __init__(self, instruments: Instruments, *, host: bool, max_names: int) -> None:
