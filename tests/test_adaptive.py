@@ -19,6 +19,7 @@ from resilience import (
     BulkheadFull,
     Event,
     Gradient,
+    LimitChanged,
     TimeoutExceeded,
 )
 from resilience._core.adaptive import MIN_WINDOW, AIMDState, GradientState, LimitCore
@@ -190,7 +191,7 @@ def test_drops_lower_the_limit_and_emit_limit_changes(clock: FakeClock) -> None:
         with pytest.raises(TimeoutExceeded):
             adaptive.call(times_out)
     assert adaptive.limit == 8
-    assert [(e.kind, e.limit) for e in seen] == [("adaptive_concurrency", 8)]
+    assert [(e.kind, e.details) for e in seen] == [("adaptive_concurrency", LimitChanged(limit=8))]
     for _ in range(10):
         with pytest.raises(TimeoutExceeded):
             adaptive.call(times_out)

@@ -22,11 +22,14 @@ from hypothesis import strategies as st
 import resilience
 from resilience import (
     BreakerMetrics,
+    CallOutcome,
     CircuitBreaker,
     CircuitOpen,
     CountWindow,
     Event,
+    Rejected,
     ResilienceError,
+    StateChange,
 )
 from resilience.testing import FakeClock
 
@@ -956,10 +959,14 @@ def test_manual_transitions_emit_state_changes_only_when_the_state_changes(
     clock: FakeClock,
 ) -> None:
     breaker = CircuitBreaker(clock=clock)
-    changes: list[tuple[str | None, str | None]] = []
-    breaker.listen(
-        lambda e: changes.append((e.from_state, e.to_state)) if e.type == "state_change" else None
-    )
+    changes: list[tuple[str, str]] = []
+
+    def on_event(e: Event) -> None:
+        if e.type == "state_change":
+            assert isinstance(e.details, StateChange)
+            changes.append((e.details.from_state, e.details.to_state))
+
+    breaker.listen(on_event)
     breaker.close()
     breaker.reset()
     breaker.open()
@@ -1238,25 +1245,22 @@ def test_events_through_a_whole_cycle(clock: FakeClock) -> None:
     succeed(breaker)
 
     assert all(e.kind == "circuit_breaker" and e.name == "payments" for e in events)
-    summary = [(e.type, e.from_state, e.to_state) for e in events]
+    summary = [(e.type, e.details) for e in events]
     assert summary == [
-        ("success", None, None),
-        ("ignored", None, None),
-        ("state_change", "closed", "open"),
-        ("failure", None, None),
-        ("rejected", None, None),
-        ("state_change", "open", "half_open"),
-        ("state_change", "half_open", "closed"),
-        ("success", None, None),
+        ("success", CallOutcome(duration=1.5)),
+        ("ignored", CallOutcome(duration=0.25)),
+        ("state_change", StateChange(from_state="closed", to_state="open")),
+        ("failure", CallOutcome(duration=0.0)),
+        ("rejected", Rejected(retry_after=6.0)),
+        ("state_change", StateChange(from_state="open", to_state="half_open")),
+        ("state_change", StateChange(from_state="half_open", to_state="closed")),
+        ("success", CallOutcome(duration=0.0)),
     ]
     success, ignored, _, failure, rejected, *_ = events
-    assert success.duration == 1.5
     assert success.exception is None
-    assert ignored.duration == 0.25
     assert isinstance(ignored.exception, Skip)
     assert failure.exception is error
-    assert failure.duration == 0.0
-    assert rejected.retry_after == 6.0
+    assert rejected.exception is None
     assert events[-1].time == clock.monotonic()
 
     unsubscribe()
@@ -1316,12 +1320,12 @@ async def test_async_events(clock: FakeClock) -> None:
         await breaker.acall(call, 0.5, Boom())
     with pytest.raises(CircuitOpen):
         await breaker.acall(call, 0.0)
-    assert [(e.type, e.duration) for e in events if e.type != "state_change"] == [
-        ("success", 2.0),
-        ("failure", 0.5),
-        ("rejected", None),
+    assert [(e.type, e.details) for e in events if e.type != "state_change"] == [
+        ("success", CallOutcome(duration=2.0)),
+        ("failure", CallOutcome(duration=0.5)),
+        ("rejected", Rejected(retry_after=30.0)),
     ]
-    assert events[-1].retry_after == 30.0
+    assert events[-1].details == Rejected(retry_after=30.0)
 
 
 # -- context managers -------------------------------------------------------------------

@@ -20,7 +20,13 @@ import anyio.abc
 import anyio.lowlevel
 import pytest
 
-from resilience import CircuitBreaker, CircuitOpen, CountWindow, Event
+from resilience import (
+    CircuitBreaker,
+    CircuitOpen,
+    CountWindow,
+    Event,
+    StateChange,
+)
 from resilience.testing import FakeClock
 
 THREADS = 50
@@ -89,8 +95,10 @@ def trip(breaker: CircuitBreaker, clock: FakeClock) -> None:
     assert breaker.state == "half_open"
 
 
-def transitions(changes: list[Event]) -> list[tuple[str | None, str | None]]:
-    return [(e.from_state, e.to_state) for e in changes]
+def transitions(changes: list[Event]) -> list[tuple[str, str]]:
+    details = [e.details for e in changes]
+    assert all(isinstance(d, StateChange) for d in details)
+    return [(d.from_state, d.to_state) for d in details if isinstance(d, StateChange)]
 
 
 # -- threads ----------------------------------------------------------------------------
@@ -271,13 +279,14 @@ def test_threads_tripping_a_closed_breaker_open_it_once() -> None:
     breaker = CircuitBreaker(
         minimum_calls=10, failure_rate=0.5, window=CountWindow(100), clock=clock
     )
-    changes: list[tuple[str | None, str | None]] = []
+    changes: list[tuple[str, str]] = []
     lock = threading.Lock()
 
     def on_event(event: Event) -> None:
         if event.type == "state_change":
+            assert isinstance(event.details, StateChange)
             with lock:
-                changes.append((event.from_state, event.to_state))
+                changes.append((event.details.from_state, event.details.to_state))
 
     breaker.listen(on_event)
     admitted = 0

@@ -36,7 +36,15 @@ from hypothesis.stateful import (
     rule,
 )
 
-from resilience import CircuitBreaker, CircuitOpen, CountWindow, Event
+from resilience import (
+    CallOutcome,
+    CircuitBreaker,
+    CircuitOpen,
+    CountWindow,
+    Event,
+    StateChange,
+)
+from resilience import Rejected as RejectedDetails
 from resilience.testing import FakeClock
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -453,11 +461,17 @@ class Held:
 
 
 def observed(event: Event) -> ExpectedEvent:
+    details = event.details
     if event.type == "state_change":
-        return (event.type, event.from_state, event.to_state, None, None, None)
+        assert isinstance(details, StateChange)
+        assert event.exception is None
+        return (event.type, details.from_state, details.to_state, None, None, None)
     if event.type == "rejected":
-        return (event.type, None, None, event.retry_after, None, None)
-    return (event.type, None, None, None, event.duration, event.exception)
+        assert isinstance(details, RejectedDetails)
+        assert event.exception is None
+        return (event.type, None, None, details.retry_after, None, None)
+    assert isinstance(details, CallOutcome)
+    return (event.type, None, None, None, details.duration, event.exception)
 
 
 class BreakerMachine(RuleBasedStateMachine):

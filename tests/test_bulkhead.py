@@ -29,7 +29,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import resilience
-from resilience import Bulkhead, BulkheadFull, Event, ResilienceError
+from resilience import (
+    Acquired,
+    Bulkhead,
+    BulkheadFull,
+    BulkheadRejected,
+    Event,
+    Released,
+    ResilienceError,
+    WaitCancelled,
+)
 from resilience._core.bulkhead import BulkheadCore, Waiter
 from resilience._policies.bulkhead import _AsyncioWaiter, _ThreadWaiter, _TrioWaiter
 from resilience.testing import FakeClock
@@ -219,7 +228,10 @@ def test_max_queue_zero_rejects_at_once_without_calling(events: list[Event]) -> 
     assert str(exc) == "bulkhead pool is full (2 running, 0 queued at most)"
     assert pickle.loads(pickle.dumps(exc)).max_concurrent == 2
     rejected = [e for e in events if e.type == "rejected"]
-    assert [(e.name, e.duration) for e in rejected] == [("pool", None), ("pool", None)]
+    assert [(e.name, e.details) for e in rejected] == [
+        ("pool", BulkheadRejected(waited=None)),
+        ("pool", BulkheadRejected(waited=None)),
+    ]
     assert counts(bulkhead) == (0, 0)
     assert bulkhead.call(lambda: "free again") == "free again"
 
@@ -390,8 +402,9 @@ def test_max_wait_expires_with_bulkhead_full(events: list[Event]) -> None:
     assert (info.value.name, info.value.max_queue) == ("slow", 2)
     assert types(events) == ["acquired", "queued", "rejected", "released"]
     rejected = events[2]
-    assert rejected.duration is not None
-    assert rejected.duration >= 0.04
+    assert isinstance(rejected.details, BulkheadRejected)
+    assert rejected.details.waited is not None
+    assert rejected.details.waited >= 0.04
     assert counts(bulkhead) == (0, 0)
 
 
@@ -409,8 +422,10 @@ async def test_max_wait_expires_for_tasks_too(events: list[Event]) -> None:
         assert counts(bulkhead) == (1, 0)
     assert called == []
     assert types(events) == ["acquired", "queued", "rejected", "released"]
-    assert events[2].duration is not None
-    assert events[2].duration >= 0.04
+    details = events[2].details
+    assert isinstance(details, BulkheadRejected)
+    assert details.waited is not None
+    assert details.waited >= 0.04
     await bulkhead.acall(work)
     assert called == [1]
 
@@ -445,7 +460,11 @@ def test_max_wait_counts_real_seconds_and_the_clock_measures(events: list[Event]
     with bulkhead, pytest.raises(BulkheadFull):
         bulkhead.call(lambda: None)
     rejected = events[2]
-    assert (rejected.type, rejected.time, rejected.duration) == ("rejected", 100.0, 0.0)
+    assert (rejected.type, rejected.time, rejected.details) == (
+        "rejected",
+        100.0,
+        BulkheadRejected(waited=0.0),
+    )
     assert clock.sleeps == []  # the bulkhead never sleeps on the clock
 
 
@@ -462,12 +481,12 @@ async def test_wait_durations_come_from_the_clock(events: list[Event]) -> None:
         tg.start_soon(bulkhead.acall, work)
         await await_until(lambda: bulkhead.queued == 1)
         clock.advance(2.5)  # the queued task waits 2.5 virtual seconds
-    assert [(e.type, e.duration, e.time) for e in events] == [
-        ("acquired", 0.0, 0.0),  # the block
+    assert [(e.type, e.details, e.time) for e in events] == [
+        ("acquired", Acquired(waited=0.0), 0.0),  # the block
         ("queued", None, 0.0),
-        ("released", 2.5, 2.5),  # the block: the slot goes to the task...
-        ("acquired", 2.5, 2.5),  # ...which waited 2.5 s
-        ("released", 0.5, 3.0),
+        ("released", Released(held=2.5), 2.5),  # the block: the slot goes to the task...
+        ("acquired", Acquired(waited=2.5), 2.5),  # ...which waited 2.5 s
+        ("released", Released(held=0.5), 3.0),
     ]
     assert all(e.kind == "bulkhead" and e.name == "io" for e in events)
 
@@ -502,6 +521,9 @@ async def test_a_cancelled_waiter_leaves_the_queue(events: list[Event]) -> None:
     cancelled_events = [e for e in events if e.type == "cancelled"]
     assert len(cancelled_events) == 1
     assert isinstance(cancelled_events[0].exception, anyio.get_cancelled_exc_class())
+    details = cancelled_events[0].details
+    assert isinstance(details, WaitCancelled)
+    assert details.waited >= 0.0
 
 
 @pytest.mark.anyio
@@ -682,13 +704,13 @@ def test_block_events_and_durations(events: list[Event]) -> None:
                 raise Boom
         except Boom:
             pass
-    assert [(e.type, e.duration, type(e.exception)) for e in events] == [
-        ("acquired", 0.0, type(None)),
-        ("acquired", 0.0, type(None)),
-        ("released", 2.0, type(None)),
-        ("acquired", 0.0, type(None)),
-        ("released", 0.0, Boom),
-        ("released", 3.0, type(None)),
+    assert [(e.type, e.details, type(e.exception)) for e in events] == [
+        ("acquired", Acquired(waited=0.0), type(None)),
+        ("acquired", Acquired(waited=0.0), type(None)),
+        ("released", Released(held=2.0), type(None)),
+        ("acquired", Acquired(waited=0.0), type(None)),
+        ("released", Released(held=0.0), Boom),
+        ("released", Released(held=3.0), type(None)),
     ]
 
 
@@ -703,7 +725,10 @@ def test_listening_may_start_inside_a_block() -> None:
         stop()
         with bulkhead:  # unobserved again, nested in an unobserved block
             pass
-    assert [(e.type, e.duration) for e in seen] == [("acquired", 0.0), ("released", 1.0)]
+    assert [(e.type, e.details) for e in seen] == [
+        ("acquired", Acquired(waited=0.0)),
+        ("released", Released(held=1.0)),
+    ]
     assert counts(bulkhead) == (0, 0)
     stop = bulkhead.listen(seen.append)
     with bulkhead:
@@ -713,7 +738,7 @@ def test_listening_may_start_inside_a_block() -> None:
         seen.clear()
         stop = bulkhead.listen(seen.append)
     stop()
-    assert [(e.type, e.duration) for e in seen] == [("released", 0.0)]
+    assert [(e.type, e.details) for e in seen] == [("released", Released(held=0.0))]
     assert counts(bulkhead) == (0, 0)
 
 
@@ -730,11 +755,11 @@ def test_call_events(events: list[Event]) -> None:
     bulkhead.call(work)
     with pytest.raises(Boom):
         bulkhead.call(lambda: (_ for _ in ()).throw(Boom()))
-    assert [(e.type, e.duration, type(e.exception).__name__) for e in events] == [
-        ("acquired", 0.0, "NoneType"),
-        ("released", 0.25, "NoneType"),
-        ("acquired", 0.0, "NoneType"),
-        ("released", 0.0, "Boom"),
+    assert [(e.type, e.details, type(e.exception).__name__) for e in events] == [
+        ("acquired", Acquired(waited=0.0), "NoneType"),
+        ("released", Released(held=0.25), "NoneType"),
+        ("acquired", Acquired(waited=0.0), "NoneType"),
+        ("released", Released(held=0.0), "Boom"),
     ]
 
 

@@ -8,7 +8,16 @@ from typing import Any
 import anyio
 import pytest
 
-from resilience import Chaos, Event, Fallback, Pipeline, Retry, Timeout, TimeoutExceeded
+from resilience import (
+    Chaos,
+    Event,
+    Fallback,
+    LatencyInjected,
+    Pipeline,
+    Retry,
+    Timeout,
+    TimeoutExceeded,
+)
 from resilience._policies.chaos import INJECTED
 from resilience.testing import FakeClock
 
@@ -220,10 +229,10 @@ def test_events_report_each_injection(clock: FakeClock) -> None:
         chaos.listen(seen.append)
         with contextlib.suppress(ConnectionError):
             chaos.call(ok)
-    summary = [(e.kind, e.name, e.type, e.delay, type(e.exception).__name__) for e in seen]
+    summary = [(e.kind, e.name, e.type, e.details, type(e.exception).__name__) for e in seen]
     assert summary == [
         ("chaos", "f", "fault", None, "ConnectionError"),
-        ("chaos", "l", "latency", 1.5, "NoneType"),
+        ("chaos", "l", "latency", LatencyInjected(delay=1.5), "NoneType"),
         ("chaos", "r", "result", None, "NoneType"),
     ]
 

@@ -4,7 +4,9 @@ type, and the promise that nobody pays for events when nobody listens."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +16,21 @@ import resilience
 import resilience._policies.breaker
 import resilience._policies.policy
 import resilience._policies.retry
-from resilience import CircuitBreaker, CircuitOpen, Constant, Event, Pipeline, Retry
+from resilience import (
+    CallOutcome,
+    CircuitBreaker,
+    CircuitOpen,
+    Constant,
+    Event,
+    EventDetails,
+    GaveUp,
+    Pipeline,
+    Rejected,
+    Retry,
+    RetryScheduled,
+    RetrySucceeded,
+    StateChange,
+)
 from resilience.testing import FakeClock
 
 
@@ -192,10 +208,10 @@ async def test_listeners_receive_events_from_async_calls(
         return "ok"
 
     assert await retry.acall(flaky) == "ok"
-    assert [(e.type, e.attempt, e.delay) for e in local] == [
-        ("retry", 1, 2.0),
-        ("retry", 2, 2.0),
-        ("success", 3, None),
+    assert [(e.type, e.details) for e in local] == [
+        ("retry", RetryScheduled(attempt=1, delay=2.0)),
+        ("retry", RetryScheduled(attempt=2, delay=2.0)),
+        ("success", RetrySucceeded(attempt=3)),
     ]
     assert received == local
 
@@ -305,20 +321,12 @@ EVENT_FIELDS = [
     "name",
     "type",
     "time",
-    "attempt",
-    "duration",
-    "delay",
-    "retry_after",
-    "from_state",
-    "to_state",
+    "details",
     "exception",
-    "abandoned",
+    "shadow",
     "host",
     "method",
     "status",
-    "shadow",
-    "limit",
-    "probability",
 ]
 
 
@@ -328,19 +336,110 @@ def test_event_has_the_documented_fields() -> None:
     assert (event.kind, event.name, event.type, event.time) == ("retry", "r", "retry", 1.5)
     for name in EVENT_FIELDS[4:]:
         assert getattr(event, name) is (False if name == "shadow" else None)
+    details = RetryScheduled(1, 0.5)
+    full = Event("retry", "r", "retry", 1.5, details, ConnectionError(), True, "h", "GET", 503)
+    assert [getattr(full, name) for name in EVENT_FIELDS[4:]] == [
+        details,
+        full.exception,
+        True,
+        "h",
+        "GET",
+        503,
+    ]
+    assert full == Event(
+        kind="retry",
+        name="r",
+        type="retry",
+        time=1.5,
+        details=details,
+        exception=full.exception,
+        shadow=True,
+        host="h",
+        method="GET",
+        status=503,
+    )
 
 
 def test_event_is_immutable() -> None:
-    event = Event("retry", "r", "retry", 1.5, attempt=1)
+    event = Event("retry", "r", "retry", 1.5, RetryScheduled(attempt=1, delay=0.5))
     with pytest.raises(dataclasses.FrozenInstanceError):
-        event.attempt = 2  # type: ignore[misc]
+        event.details = None  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         del event.kind  # type: ignore[misc]
     with pytest.raises((AttributeError, TypeError)):
         event.extra = 1  # type: ignore[attr-defined]
-    assert event.attempt == 1
-    assert event == Event("retry", "r", "retry", 1.5, attempt=1)
-    assert hash(event) == hash(Event("retry", "r", "retry", 1.5, attempt=1))
+    assert event.details == RetryScheduled(attempt=1, delay=0.5)
+    assert event == Event("retry", "r", "retry", 1.5, RetryScheduled(1, 0.5))
+    assert hash(event) == hash(Event("retry", "r", "retry", 1.5, RetryScheduled(1, 0.5)))
+    assert event != Event("retry", "r", "retry", 1.5, RetryScheduled(1, 0.25))
+
+
+#: Every details class, with the values of one instance.
+DETAILS: dict[type[EventDetails], dict[str, Any]] = {
+    resilience.CallOutcome: {"duration": 0.5},
+    resilience.Rejected: {"retry_after": 1.0},
+    StateChange: {"from_state": "closed", "to_state": "open"},
+    RetryScheduled: {"attempt": 1, "delay": 0.5},
+    RetrySucceeded: {"attempt": 2},
+    resilience.GaveUp: {"attempt": 3},
+    resilience.TimedOut: {"limit": 2.0, "abandoned": None},
+    resilience.AbandonedFinished: {"duration": 3.0, "abandoned": 0},
+    resilience.Acquired: {"waited": 0.0},
+    resilience.ReservationCancelled: {"delay": 0.5},
+    resilience.BulkheadRejected: {"waited": None},
+    resilience.WaitCancelled: {"waited": 0.1},
+    resilience.Released: {"held": 0.2},
+    resilience.LimitChanged: {"limit": 7},
+    resilience.ThrottleRejected: {"probability": 0.25},
+    resilience.HedgeLaunched: {"attempt": 2, "delay": 0.05},
+    resilience.HedgeWon: {"attempt": 1, "duration": 0.01},
+    resilience.LatencyInjected: {"delay": 0.3},
+    resilience.StoreRecovered: {"outage": 4.0},
+}
+
+
+def test_every_details_class_is_public_and_listed() -> None:
+    public = {
+        getattr(resilience, name)
+        for name in resilience.__all__
+        if isinstance(getattr(resilience, name), type)
+        and issubclass(getattr(resilience, name), EventDetails)
+    }
+    assert public == {EventDetails, *DETAILS}
+
+
+@pytest.mark.parametrize("cls", list(DETAILS), ids=lambda cls: cls.__name__)
+def test_details_are_small_frozen_dataclasses(cls: type[EventDetails]) -> None:
+    values = DETAILS[cls]
+    assert cls.__doc__
+    assert dataclasses.is_dataclass(cls)
+    assert [f.name for f in dataclasses.fields(cls)] == list(values)
+    by_keyword = cls(**values)
+    by_position = cls(*values.values())
+    assert by_keyword == by_position
+    assert hash(by_keyword) == hash(by_position)
+    assert {name: getattr(by_keyword, name) for name in values} == values
+    assert repr(by_keyword) == (
+        f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in values.items())})"
+    )
+    assert not hasattr(by_keyword, "__dict__")
+    first = next(iter(values))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(by_keyword, first, 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        delattr(by_keyword, first)
+    with pytest.raises(TypeError):
+        cls()
+    with pytest.raises(TypeError):
+        cls(*values.values(), 1)
+    assert dataclasses.replace(by_keyword, **values) == by_keyword
+    assert pickle.loads(pickle.dumps(by_keyword)) == by_keyword
+    assert list(inspect.signature(cls).parameters) == list(values)
+
+
+def test_events_pickle() -> None:
+    event = Event("retry", "r", "retry", 1.5, RetryScheduled(1, 0.5), None, True, "h")
+    assert pickle.loads(pickle.dumps(event)) == event
 
 
 def test_breaker_events_carry_their_details() -> None:
@@ -368,16 +467,17 @@ def test_breaker_events_carry_their_details() -> None:
 
     success, change, failure, rejected = events
     assert (success.kind, success.name, success.type) == ("circuit_breaker", "details", "success")
-    assert success.duration == 2.5
+    assert success.details == CallOutcome(duration=2.5)
     assert success.time == 102.5
     assert success.exception is None
-    assert (change.type, change.from_state, change.to_state) == ("state_change", "closed", "open")
+    assert (change.type, change.details) == ("state_change", StateChange("closed", "open"))
     assert change.time == 103.5
+    assert change.exception is None
     assert failure.type == "failure"
-    assert failure.duration == 1.0
+    assert failure.details == CallOutcome(duration=1.0)
     assert failure.exception is error
     assert rejected.type == "rejected"
-    assert rejected.retry_after == 20.0
+    assert rejected.details == Rejected(retry_after=20.0)
     assert rejected.time == 113.5
 
 
@@ -393,6 +493,7 @@ def test_ignored_outcome_event(clock: FakeClock) -> None:
         breaker.call(fn)
     assert [e.type for e in events] == ["ignored"]
     assert isinstance(events[0].exception, KeyError)
+    assert events[0].details == CallOutcome(duration=0.0)
 
 
 def test_retry_events_carry_their_details() -> None:
@@ -408,10 +509,10 @@ def test_retry_events_carry_their_details() -> None:
 
     with pytest.raises(ConnectionError):
         retry.call(fn)
-    assert [(e.kind, e.name, e.type, e.attempt, e.delay) for e in events] == [
-        ("retry", "details", "retry", 1, 4.0),
-        ("retry", "details", "retry", 2, 4.0),
-        ("retry", "details", "give_up", 3, None),
+    assert [(e.kind, e.name, e.type, e.details) for e in events] == [
+        ("retry", "details", "retry", RetryScheduled(attempt=1, delay=4.0)),
+        ("retry", "details", "retry", RetryScheduled(attempt=2, delay=4.0)),
+        ("retry", "details", "give_up", GaveUp(attempt=3)),
     ]
     assert [e.exception for e in events] == errors
     assert [e.time for e in events] == [50.0, 54.0, 58.0]
@@ -430,10 +531,58 @@ def test_retry_give_up_on_result_has_no_exception(clock: FakeClock) -> None:
     events: list[Event] = []
     retry.listen(events.append)
     assert retry.call(lambda: None) is None
-    assert [(e.type, e.attempt, e.exception) for e in events] == [
-        ("retry", 1, None),
-        ("give_up", 2, None),
+    assert [(e.type, e.details, e.exception) for e in events] == [
+        ("retry", RetryScheduled(attempt=1, delay=1.0), None),
+        ("give_up", GaveUp(attempt=2), None),
     ]
+
+
+def test_fallback_queued_and_adaptive_events_carry_their_details(clock: FakeClock) -> None:
+    events: list[Event] = []
+    fallback = resilience.Fallback("stale", clock=clock)
+    fallback.listen(events.append)
+    assert fallback.call(boom) == "stale"
+    [used] = events
+    assert (used.kind, used.type, used.details) == ("fallback", "fallback", None)
+    assert isinstance(used.exception, ConnectionError)
+
+    events.clear()
+    adaptive = resilience.AdaptiveConcurrency(initial_limit=1, max_queue=0, clock=clock)
+    adaptive.listen(events.append)
+
+    def held() -> None:
+        clock.advance(0.5)
+        with pytest.raises(resilience.BulkheadFull):
+            adaptive.call(lambda: None)
+
+    adaptive.call(held)
+    assert [(e.kind, e.type, e.details) for e in events] == [
+        ("adaptive_concurrency", "acquired", resilience.Acquired(waited=0.0)),
+        ("adaptive_concurrency", "rejected", resilience.BulkheadRejected(waited=None)),
+        ("adaptive_concurrency", "released", resilience.Released(held=0.5)),
+    ]
+
+    events.clear()
+    bulkhead = resilience.Bulkhead(1, max_queue=1, max_wait=0, clock=clock)
+    bulkhead.listen(events.append)
+    with bulkhead, pytest.raises(resilience.BulkheadFull):
+        bulkhead.call(lambda: None)  # queued, and max_wait=0 runs out at once
+    assert [(e.type, e.details) for e in events] == [
+        ("acquired", resilience.Acquired(waited=0.0)),
+        ("queued", None),
+        ("rejected", resilience.BulkheadRejected(waited=0.0)),
+        ("released", resilience.Released(held=0.0)),
+    ]
+
+
+def test_queued_events_have_no_details(clock: FakeClock) -> None:
+    events: list[Event] = []
+    bulkhead = resilience.Bulkhead(1, max_queue=1, mode="metrics_only", clock=clock)
+    bulkhead.listen(events.append)
+    with bulkhead:
+        assert bulkhead.call(lambda: "over the limit") == "over the limit"
+    queued = [e for e in events if e.type == "queued"]
+    assert [(e.details, e.exception, e.shadow) for e in queued] == [(None, None, True)]
 
 
 def test_pipeline_delivers_events_of_its_policies_to_their_listeners(clock: FakeClock) -> None:

@@ -14,6 +14,7 @@ from http_clients import KINDS, MAIN_KINDS, Harness, kind_id
 from servers import RawServer, Upstream, running
 
 from resilience import (
+    AbandonedFinished,
     CircuitBreaker,
     CircuitOpen,
     Constant,
@@ -23,6 +24,7 @@ from resilience import (
     Pipeline,
     RateLimited,
     Retry,
+    StateChange,
     Timeout,
     TimeoutExceeded,
     TokenBucket,
@@ -463,8 +465,8 @@ async def test_listeners_on_the_transport_hear_every_hosts_policies(
         client.protection.listen(events.append)
         await client.get(upstream.urls[0] + fresh("/status/503"))
         await client.get(upstream.urls[1] + "/ok")
-    changes = [(e.host, e.to_state) for e in events if e.type == "state_change"]
-    assert changes == [(upstream.urls[0], "open")]
+    changes = [(e.host, e.details) for e in events if e.type == "state_change"]
+    assert changes == [(upstream.urls[0], StateChange(from_state="closed", to_state="open"))]
     assert [e.type for e in events if e.type != "state_change"] == ["failure", "success"]
     # Listeners the template had when a host's copy was made hear that copy too.
     assert [e.type for e in template_events] == [e.type for e in events]
@@ -527,8 +529,8 @@ async def test_a_deadline_nothing_else_enforces_shortens_the_network_timeout(
         while not finished and time.monotonic() < deadline:
             await anyio.sleep(0.01)
         (event,) = finished  # the worker ended on its own, soon after
-        assert event.duration is not None
-        duration, error = event.duration, event.exception
+        assert isinstance(event.details, AbandonedFinished)
+        duration, error = event.details.duration, event.exception
     except Exception as exc:  # the worker's own timeout came first (a close race)
         duration, error = time.monotonic() - started, exc
     assert timeout.abandoned == 0

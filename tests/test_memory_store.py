@@ -11,7 +11,9 @@ from resilience import (
     CircuitBreaker,
     CircuitOpen,
     Event,
+    EventDetails,
     RetryBudget,
+    StateChange,
     TokenBucket,
 )
 from resilience.stores import BreakerStore, MemoryStore
@@ -39,11 +41,12 @@ def test_each_sharing_breaker_reports_transitions(clock: FakeClock) -> None:
     store = MemoryStore()
     a = CircuitBreaker("search", store=store, clock=clock)
     b = CircuitBreaker("search", store=store, clock=clock)
-    seen: list[tuple[str, str | None]] = []
-    a.listen(lambda e: seen.append(("a", e.to_state)))
-    b.listen(lambda e: seen.append(("b", e.to_state)))
+    seen: list[tuple[str, EventDetails | None]] = []
+    a.listen(lambda e: seen.append(("a", e.details)))
+    b.listen(lambda e: seen.append(("b", e.details)))
     a.open()
-    assert sorted(seen) == [("a", "forced_open"), ("b", "forced_open")]
+    opened = StateChange(from_state="closed", to_state="forced_open")
+    assert sorted(seen, key=lambda item: item[0]) == [("a", opened), ("b", opened)]
 
 
 def test_other_names_and_unnamed_breakers_are_separate(clock: FakeClock) -> None:

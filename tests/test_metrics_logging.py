@@ -12,13 +12,18 @@ import resilience
 from resilience import (
     Bulkhead,
     BulkheadFull,
+    BulkheadRejected,
     CircuitBreaker,
     CircuitOpen,
     Constant,
     Event,
     Fallback,
+    GaveUp,
     RateLimited,
     Retry,
+    StateChange,
+    ThrottleRejected,
+    TimedOut,
     TokenBucket,
 )
 from resilience.metrics.logging import LoggingListener
@@ -123,7 +128,7 @@ def test_give_up_retry_timeout_fallback_and_limiter(records: Records, clock: Fak
         bulkhead = Bulkhead(1, name="pool")
         with bulkhead, pytest.raises(BulkheadFull):
             bulkhead.call(lambda: 1)
-        listener(Event("timeout", "slow", "timeout", 0.0, duration=2.0))
+        listener(Event("timeout", "slow", "timeout", 0.0, TimedOut(limit=2.0, abandoned=None)))
     finally:
         stop()
     got = [(r.levelno, r.getMessage()) for r in records.records]
@@ -138,9 +143,16 @@ def test_give_up_retry_timeout_fallback_and_limiter(records: Records, clock: Fak
         (logging.INFO, "bulkhead pool: call rejected (bulkhead full)"),
         (logging.WARNING, "timeout slow: call exceeded 2s"),
     ]
-    give_up = records.records[1]
+    retried, give_up = records.records[:2]
+    assert retried.resilience_attempt == 1  # type: ignore[attr-defined]
+    assert retried.resilience_delay == 0.5  # type: ignore[attr-defined]
     assert give_up.resilience_attempt == 2  # type: ignore[attr-defined]
     assert give_up.resilience_error == "ConnectionError"  # type: ignore[attr-defined]
+    assert records.records[3].resilience_retry_after == 1.0  # type: ignore[attr-defined]
+    assert not hasattr(records.records[4], "resilience_waited")  # rejected at once
+    timed_out = records.records[5]
+    assert timed_out.resilience_limit == 2.0  # type: ignore[attr-defined]
+    assert not hasattr(timed_out, "resilience_abandoned")  # None: left out
 
 
 def test_retries_log_at_debug_by_default(records: Records, clock: FakeClock) -> None:
@@ -164,8 +176,7 @@ def test_http_fields_and_json_formatting(records: Records) -> None:
             "api",
             "state_change",
             0.0,
-            from_state="closed",
-            to_state="open",
+            StateChange(from_state="closed", to_state="open"),
             host="https://api.example:443",
             method="GET",
             status=503,
@@ -190,22 +201,33 @@ def test_http_fields_and_json_formatting(records: Records) -> None:
     json.dumps(fields)  # plain values, ready for a JSON formatter
 
 
+def test_extra_fields_are_named_after_the_details(records: Records) -> None:
+    listener = LoggingListener(rejection_interval=0)
+    listener(Event("adaptive_throttle", "t", "rejected", 0.0, ThrottleRejected(0.25)))
+    listener(Event("bulkhead", "b", "rejected", 0.0, BulkheadRejected(waited=1.5)))
+    listener(Event("hedge", "h", "give_up", 0.0, GaveUp(attempt=3), ConnectionError("x")))
+    throttled, full, gave_up = records.records
+    assert throttled.getMessage() == "adaptive throttle t: call rejected (throttled)"
+    assert throttled.resilience_probability == 0.25  # type: ignore[attr-defined]
+    assert full.getMessage() == "bulkhead b: call rejected (bulkhead full)"
+    assert full.resilience_waited == 1.5  # type: ignore[attr-defined]
+    assert gave_up.getMessage() == "hedge h: gave up after attempt 3: ConnectionError: x"
+    assert gave_up.resilience_attempt == 3  # type: ignore[attr-defined]
+    assert gave_up.resilience_error == "ConnectionError"  # type: ignore[attr-defined]
+
+
 def test_disabled_logger_costs_nothing_and_logs_nothing(records: Records) -> None:
     logger = logging.getLogger("resilience.events.quiet")
     logger.setLevel(logging.ERROR)
     listener = LoggingListener(logger)
-    listener(
-        Event("circuit_breaker", "x", "state_change", 0.0, from_state="closed", to_state="open")
-    )
+    listener(Event("circuit_breaker", "x", "state_change", 0.0, StateChange("closed", "open")))
     assert records.records == []
 
 
 def test_custom_logger_and_level_override(records: Records) -> None:
     logger = logging.getLogger("resilience.events.custom")
     listener = LoggingListener(logger, levels={"state_change": logging.ERROR})
-    listener(
-        Event("circuit_breaker", "x", "state_change", 0.0, from_state="open", to_state="half_open")
-    )
+    listener(Event("circuit_breaker", "x", "state_change", 0.0, StateChange("open", "half_open")))
     assert records.records[0].name == "resilience.events.custom"
     assert records.records[0].levelno == logging.ERROR
 

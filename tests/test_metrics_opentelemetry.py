@@ -13,7 +13,15 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import resilience
-from resilience import Bulkhead, CircuitBreaker, CircuitOpen, Constant, Event, Retry
+from resilience import (
+    Bulkhead,
+    CircuitBreaker,
+    CircuitOpen,
+    Constant,
+    Event,
+    Rejected,
+    Retry,
+)
 from resilience.metrics.opentelemetry import OpenTelemetryMetrics
 from resilience.testing import FakeClock
 
@@ -97,7 +105,7 @@ def test_host_attribute_only_when_asked(
     reader: InMemoryMetricReader, provider: MeterProvider
 ) -> None:
     exporter = OpenTelemetryMetrics(provider, host=True)
-    exporter(Event("token_bucket", "api", "rejected", 0.0, retry_after=1.0, host="http://a:80"))
+    exporter(Event("token_bucket", "api", "rejected", 0.0, Rejected(1.0), host="http://a:80"))
     exporter.close()
     ((attrs, point),) = points(reader)["resilience.rejections"]
     assert attrs == {

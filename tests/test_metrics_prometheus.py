@@ -20,6 +20,7 @@ import resilience
 from resilience import (
     Bulkhead,
     BulkheadFull,
+    CallOutcome,
     CircuitBreaker,
     CircuitOpen,
     Constant,
@@ -28,6 +29,8 @@ from resilience import (
     Pipeline,
     RateLimited,
     Retry,
+    RetryScheduled,
+    StoreRecovered,
     Timeout,
     TimeoutExceeded,
     TokenBucket,
@@ -440,13 +443,13 @@ def test_host_label_only_when_asked(endpoint: Endpoint) -> None:
                     "m-api",
                     "failure",
                     0.0,
-                    duration=0.2,
+                    CallOutcome(duration=0.2),
                     host="https://api.example:443",
                     method="GET",
                     status=503,
                 )
             )
-            exporter(Event("retry", "m-api", "retry", 0.0, attempt=1, delay=0.1))
+            exporter(Event("retry", "m-api", "retry", 0.0, RetryScheduled(attempt=1, delay=0.1)))
         samples = endpoint.scrape()
         labels = {"policy": "circuit_breaker", "name": "m-api", "outcome": "failure"}
         assert value(samples, "withhost_calls_total", host="https://api.example:443", **labels) == 1
@@ -462,8 +465,8 @@ def test_names_beyond_max_names_share_one_series(endpoint: Endpoint) -> None:
     exporter = PrometheusMetrics(endpoint.registry, max_names=2)
     try:
         for tenant in ("a", "b", "c", "d"):
-            exporter(Event("circuit_breaker", tenant, "success", 0.0, duration=0.01))
-            exporter(Event("circuit_breaker", tenant, "success", 0.0, duration=0.01))
+            exporter(Event("circuit_breaker", tenant, "success", 0.0, CallOutcome(0.01)))
+            exporter(Event("circuit_breaker", tenant, "success", 0.0, CallOutcome(0.01)))
         samples = endpoint.scrape()
         calls = series(samples, "resilience_calls_total")
         names = sorted(dict(labels)["name"] for labels in calls)
@@ -565,7 +568,7 @@ def test_events_of_other_kinds_are_ignored(endpoint: Endpoint) -> None:
 
 def test_store_outages_are_counted(endpoint: Endpoint, metrics: PrometheusMetrics) -> None:
     metrics(Event("store", "m-prefix", "unavailable", 0.0, exception=OSError("down")))
-    metrics(Event("store", "m-prefix", "recovered", 1.0, duration=1.0))
+    metrics(Event("store", "m-prefix", "recovered", 1.0, StoreRecovered(outage=1.0)))
     assert value(endpoint.scrape(), "resilience_store_outages_total", name="m-prefix") == 1
 
 

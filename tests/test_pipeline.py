@@ -18,9 +18,14 @@ from resilience import (
     CircuitOpen,
     Constant,
     Event,
+    GaveUp,
     Pipeline,
     Policy,
+    Rejected,
     Retry,
+    RetryScheduled,
+    RetrySucceeded,
+    StateChange,
 )
 from resilience._policies.policy import AsyncRunner, Runner
 from resilience.testing import FakeClock
@@ -76,9 +81,11 @@ def summary(events: list[Event]) -> list[tuple[Any, ...]]:
     out: list[tuple[Any, ...]] = []
     for e in events:
         if e.type == "state_change":
-            out.append((e.kind, e.type, e.from_state, e.to_state))
+            assert isinstance(e.details, StateChange)
+            out.append((e.kind, e.type, e.details.from_state, e.details.to_state))
         elif e.kind == "retry":
-            out.append((e.kind, e.type, e.attempt))
+            assert isinstance(e.details, (RetryScheduled, GaveUp, RetrySucceeded))
+            out.append((e.kind, e.type, e.details.attempt))
         else:
             out.append((e.kind, e.type))
     return out
@@ -234,7 +241,7 @@ def test_retry_outside_breaker_sees_circuit_open_and_waits_for_it(
         ("retry", "give_up", 3),
     ]
     rejected = next(e for e in events if e.type == "rejected")
-    assert rejected.retry_after == 5.0
+    assert rejected.details == Rejected(retry_after=5.0)
     assert isinstance(events[4].exception, CircuitOpen)
 
 

@@ -24,10 +24,13 @@ import resilience
 import resilience._policies.bucket
 import resilience._policies.policy
 from resilience import (
+    Acquired,
     Constant,
     Event,
     Pipeline,
     RateLimited,
+    Rejected,
+    ReservationCancelled,
     ResilienceError,
     Retry,
     SystemClock,
@@ -580,7 +583,10 @@ def test_an_interrupted_sync_waiter_gives_its_tokens_back() -> None:
     with pytest.raises(Interrupt):
         limiter.acquire()
     assert limiter.available == 0.0
-    assert [(e.type, e.delay) for e in events] == [("acquired", 0.0), ("cancelled", 1.0)]
+    assert [(e.type, e.details) for e in events] == [
+        ("acquired", Acquired(waited=0.0)),
+        ("cancelled", ReservationCancelled(delay=1.0)),
+    ]
 
 
 @pytest.mark.anyio
@@ -719,10 +725,10 @@ def test_events(clock: FakeClock) -> None:
     with pytest.raises(RateLimited):
         impatient.acquire()
     assert events == [
-        Event("token_bucket", "api", "acquired", 0.0, delay=0.0),
-        Event("token_bucket", "api", "acquired", 1.0, delay=1.0),
-        Event("token_bucket", None, "acquired", 1.0, delay=0.0),
-        Event("token_bucket", None, "rejected", 1.0, retry_after=1.0),
+        Event("token_bucket", "api", "acquired", 0.0, Acquired(waited=0.0)),
+        Event("token_bucket", "api", "acquired", 1.0, Acquired(waited=1.0)),
+        Event("token_bucket", None, "acquired", 1.0, Acquired(waited=0.0)),
+        Event("token_bucket", None, "rejected", 1.0, Rejected(retry_after=1.0)),
     ]
 
 
@@ -744,11 +750,11 @@ async def test_global_listeners_see_async_events(clock: FakeClock) -> None:
                 pass
     finally:
         stop()
-    assert [(e.name, e.type, e.delay, e.retry_after) for e in events] == [
-        ("api", "acquired", 0.0, None),
-        ("api", "acquired", 1.0, None),
-        (None, "acquired", 0.0, None),
-        (None, "rejected", None, 1.0),
+    assert [(e.name, e.type, e.details) for e in events] == [
+        ("api", "acquired", Acquired(waited=0.0)),
+        ("api", "acquired", Acquired(waited=1.0)),
+        (None, "acquired", Acquired(waited=0.0)),
+        (None, "rejected", Rejected(retry_after=1.0)),
     ]
 
 

@@ -31,11 +31,14 @@ from resilience import (
     Constant,
     Event,
     Exponential,
+    GaveUp,
     Linear,
     Pipeline,
     RateLimited,
     ResilienceError,
     Retry,
+    RetryScheduled,
+    RetrySucceeded,
     TimeoutExceeded,
     TokenBucket,
 )
@@ -1107,12 +1110,11 @@ def test_events_for_retries_then_success(clock: FakeClock) -> None:
     retry = Retry(5, backoff=Constant(0.5), name="ev", clock=clock)
     retry.listen(events.append)
     assert retry.call(Script(first, second, "ok")) == "ok"
-    assert [(e.kind, e.name, e.type, e.attempt) for e in events] == [
-        ("retry", "ev", "retry", 1),
-        ("retry", "ev", "retry", 2),
-        ("retry", "ev", "success", 3),
+    assert [(e.kind, e.name, e.type, e.details) for e in events] == [
+        ("retry", "ev", "retry", RetryScheduled(attempt=1, delay=0.5)),
+        ("retry", "ev", "retry", RetryScheduled(attempt=2, delay=0.5)),
+        ("retry", "ev", "success", RetrySucceeded(attempt=3)),
     ]
-    assert [e.delay for e in events[:2]] == [0.5, 0.5]
     assert events[0].exception is first
     assert events[1].exception is second
     assert [e.time for e in events] == [0.0, 0.5, 1.0]
@@ -1125,7 +1127,11 @@ def test_events_for_give_up(clock: FakeClock) -> None:
     fn = Script(OSError)
     with pytest.raises(OSError):
         retry.call(fn)
-    assert [(e.type, e.attempt) for e in events] == [("retry", 1), ("retry", 2), ("give_up", 3)]
+    assert [(e.type, e.details) for e in events] == [
+        ("retry", RetryScheduled(attempt=1, delay=0.5)),
+        ("retry", RetryScheduled(attempt=2, delay=0.5)),
+        ("give_up", GaveUp(attempt=3)),
+    ]
     assert events[-1].exception is fn.raised[-1]
 
 
@@ -1134,9 +1140,9 @@ def test_give_up_event_on_results_has_no_exception(clock: FakeClock) -> None:
     retry = Retry(2, backoff=Constant(0), retry_if_result=lambda r: r is None, clock=clock)
     retry.listen(events.append)
     assert retry.call(Script(None)) is None
-    assert [(e.type, e.attempt, e.exception) for e in events] == [
-        ("retry", 1, None),
-        ("give_up", 2, None),
+    assert [(e.type, e.details, e.exception) for e in events] == [
+        ("retry", RetryScheduled(attempt=1, delay=0.0), None),
+        ("give_up", GaveUp(attempt=2), None),
     ]
 
 
@@ -1170,7 +1176,10 @@ def test_attempt_loop_emits_the_same_events(clock: FakeClock) -> None:
         with attempt:
             if attempt.number < 2:
                 raise OSError
-    assert [(e.type, e.attempt) for e in events] == [("retry", 1), ("success", 2)]
+    assert [(e.type, e.details) for e in events] == [
+        ("retry", RetryScheduled(attempt=1, delay=0.5)),
+        ("success", RetrySucceeded(attempt=2)),
+    ]
 
 
 def test_unsubscribed_listener_gets_nothing(clock: FakeClock) -> None:

@@ -14,14 +14,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resilience import (
+    Acquired,
     AdaptiveConcurrency,
     AdaptiveThrottle,
     Bulkhead,
     BulkheadFull,
+    CallOutcome,
     CircuitBreaker,
     CircuitOpen,
     Event,
+    EventDetails,
     RateLimited,
+    Rejected,
+    StateChange,
     Throttled,
     TokenBucket,
 )
@@ -82,15 +87,15 @@ def test_shadow_breaker_runs_every_call_and_reports_what_it_would_have_done(
     assert breaker.call(lambda: "trial") == "trial"  # the trial it would have admitted
     assert breaker.state == "closed"
     assert all(e.shadow for e in seen)
-    assert [(e.type, e.from_state, e.to_state, e.retry_after) for e in seen] == [
-        ("failure", None, None, None),
-        ("state_change", "closed", "open", None),
-        ("failure", None, None, None),
-        ("rejected", None, None, 10.0),
-        ("rejected", None, None, 10.0),
-        ("state_change", "open", "half_open", None),
-        ("state_change", "half_open", "closed", None),
-        ("success", None, None, None),
+    assert [(e.type, e.details) for e in seen] == [
+        ("failure", CallOutcome(duration=0.0)),
+        ("state_change", StateChange(from_state="closed", to_state="open")),
+        ("failure", CallOutcome(duration=0.0)),
+        ("rejected", Rejected(retry_after=10.0)),
+        ("rejected", Rejected(retry_after=10.0)),
+        ("state_change", StateChange(from_state="open", to_state="half_open")),
+        ("state_change", StateChange(from_state="half_open", to_state="closed")),
+        ("success", CallOutcome(duration=0.0)),
     ]
 
 
@@ -233,8 +238,8 @@ def test_shadow_breaker_matches_an_enforcing_one(
                 clock.advance(duration)  # the shadow ran it: keep the clocks together
         assert shadow.state == enforcing.state
 
-    def summary(events: list[Event]) -> list[tuple[str, str | None, str | None]]:
-        return [(e.type, e.from_state, e.to_state) for e in events]
+    def summary(events: list[Event]) -> list[tuple[str, EventDetails | None]]:
+        return [(e.type, e.details) for e in events]
 
     assert summary(shadowed) == summary(real)
     assert all(e.shadow for e in shadowed)
@@ -252,12 +257,12 @@ def test_shadow_bucket_never_refuses_nor_waits(clock: FakeClock) -> None:
     assert clock.sleeps == []  # nobody waited
     assert all(e.shadow for e in seen)
     # Two tokens free, one reserved (a 1 s wait), then refusals that take nothing.
-    assert [(e.type, e.delay, e.retry_after) for e in seen] == [
-        ("acquired", 0.0, None),
-        ("acquired", 0.0, None),
-        ("acquired", 1.0, None),
-        ("rejected", None, 2.0),
-        ("rejected", None, 2.0),
+    assert [(e.type, e.details) for e in seen] == [
+        ("acquired", Acquired(waited=0.0)),
+        ("acquired", Acquired(waited=0.0)),
+        ("acquired", Acquired(waited=1.0)),
+        ("rejected", Rejected(retry_after=2.0)),
+        ("rejected", Rejected(retry_after=2.0)),
     ]
     assert limiter.available == -1.0  # the reserved token is spent, as when enforcing
     assert limiter.acquire() == 0.0
@@ -278,20 +283,26 @@ async def test_shadow_bucket_async(clock: FakeClock, anyio_backend: str) -> None
     async with limiter:
         pass
     assert clock.sleeps == []
-    assert [(e.type, e.delay) for e in seen] == [
-        ("acquired", 0.0),
-        ("acquired", 1.0),
-        ("acquired", 2.0),
-        ("acquired", 3.0),
-        ("acquired", 4.0),
+    assert [(e.type, e.details) for e in seen] == [
+        ("acquired", Acquired(waited=0.0)),
+        ("acquired", Acquired(waited=1.0)),
+        ("acquired", Acquired(waited=2.0)),
+        ("acquired", Acquired(waited=3.0)),
+        ("acquired", Acquired(waited=4.0)),
     ]
 
 
 def test_shadow_bucket_reports_the_decisions_of_an_enforcing_one(clock: FakeClock) -> None:
     enforcing = TokenBucket(2, burst=3, clock=clock)
     shadow = TokenBucket(2, burst=3, mode="metrics_only", clock=clock)
-    would_refuse = []
-    shadow.listen(lambda e: would_refuse.append(e.retry_after) if e.type == "rejected" else None)
+    would_refuse: list[float | None] = []
+
+    def on_event(e: Event) -> None:
+        if e.type == "rejected":
+            assert isinstance(e.details, Rejected)
+            would_refuse.append(e.details.retry_after)
+
+    shadow.listen(on_event)
     refused = []
     for gap in [0, 0, 0, 0, 0.2, 0.5, 0, 0, 1.5, 0, 0, 0, 0]:
         clock.advance(gap)

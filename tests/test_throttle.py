@@ -20,6 +20,7 @@ from resilience import (
     RateLimited,
     Retry,
     Throttled,
+    ThrottleRejected,
     TokenBucket,
 )
 from resilience._core.windows import BUCKETS
@@ -320,7 +321,9 @@ def test_events_and_shadow_mode(clock: FakeClock) -> None:
     shadow_rejections = [e for e in seen if e.name == "s"]
     assert shadow_rejections  # ...but says which calls it would have rejected
     assert all(e.type == "rejected" and e.shadow for e in shadow_rejections)
-    assert all(e.probability is not None and 0 < e.probability < 1 for e in seen)
+    assert all(
+        isinstance(e.details, ThrottleRejected) and 0 < e.details.probability < 1 for e in seen
+    )
     assert not any(e.shadow for e in seen if e.name == "e")
     assert enforced.count("throttled") == sum(1 for e in seen if e.name == "e")
     assert shadow.requests == 30  # every shadowed call ran and counted once

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 import resilience
 from resilience import (
+    AbandonedFinished,
     CircuitBreaker,
     CircuitOpen,
     Constant,
@@ -36,6 +37,7 @@ from resilience import (
     Pipeline,
     ResilienceError,
     Retry,
+    TimedOut,
     Timeout,
     TimeoutExceeded,
     remaining,
@@ -520,8 +522,8 @@ def test_sync_inner_timeout_never_extends_the_outer(recorder: Recorder) -> None:
         # The inner wait was cut to what the outer deadline left: it gave up at that
         # deadline, on the outer's worker, instead of keeping it busy for LONG.
         [inner_timeout] = recorder.wait_for("timeout", name="inner")
-        assert inner_timeout.duration is not None
-        assert inner_timeout.duration <= SHORT
+        assert isinstance(inner_timeout.details, TimedOut)
+        assert inner_timeout.details.limit <= SHORT
         assert not blocker.finished.is_set()
     finally:
         blocker.release.set()
@@ -751,19 +753,18 @@ def test_sync_timeout_raises_while_the_worker_finishes_in_the_background(
         assert timeout.abandoned == 1
         [event] = recorder.events
         assert (event.kind, event.name, event.type) == ("timeout", "report", "timeout")
-        assert event.duration == SHORT
+        assert event.details == TimedOut(limit=SHORT, abandoned=1)
         assert event.exception is info.value
-        assert event.abandoned == 1  # type: ignore[attr-defined]
     finally:
         blocker.release.set()
     [finished] = recorder.wait_for("abandoned_finished")
     assert blocker.finished.is_set()
     assert blocker.left_after == 0.0  # an abandoned call sees its deadline has passed
     assert timeout.abandoned == 0
-    assert finished.abandoned == 0  # type: ignore[attr-defined]
+    assert isinstance(finished.details, AbandonedFinished)
+    assert finished.details.abandoned == 0
     assert finished.exception is None
-    assert finished.duration is not None
-    assert finished.duration >= SHORT
+    assert finished.details.duration >= SHORT
     assert recorder.types() == ["timeout", "abandoned_finished"]
 
 
@@ -788,7 +789,9 @@ def test_abandoned_count_tracks_several_stuck_workers(recorder: Recorder) -> Non
             with pytest.raises(TimeoutExceeded):
                 timeout.call(blocker)
             assert timeout.abandoned == n
-        assert [e.abandoned for e in recorder.events] == [1, 2, 3]  # type: ignore[attr-defined]
+        assert [e.details for e in recorder.events] == [
+            TimedOut(limit=SHORT, abandoned=n) for n in (1, 2, 3)
+        ]
         assert len({b.thread for b in blockers}) == 3  # a stuck worker is not reused
         blockers[1].release.set()
         recorder.wait_for("abandoned_finished")
@@ -797,8 +800,11 @@ def test_abandoned_count_tracks_several_stuck_workers(recorder: Recorder) -> Non
         for blocker in blockers:
             blocker.release.set()
     finished = recorder.wait_for("abandoned_finished", 3)
-    assert finished[0].abandoned == 2  # type: ignore[attr-defined]
-    assert sorted(e.abandoned for e in finished) == [0, 1, 2]  # type: ignore[attr-defined]
+    details = [e.details for e in finished]
+    assert all(isinstance(d, AbandonedFinished) for d in details)
+    counts = [d.abandoned for d in details if isinstance(d, AbandonedFinished)]
+    assert counts[0] == 2
+    assert sorted(counts) == [0, 1, 2]
     assert timeout.abandoned == 0
 
 
@@ -908,9 +914,8 @@ async def test_async_timeout_event(clock: FakeClock) -> None:
         await timeout.acall(anyio.sleep, LONG)
     [event] = events
     assert (event.kind, event.name, event.type, event.time) == ("timeout", "search", "timeout", 42)
-    assert event.duration == SHORT
+    assert event.details == TimedOut(limit=SHORT, abandoned=None)
     assert event.exception is info.value
-    assert event.abandoned is None  # type: ignore[attr-defined]
 
 
 @pytest.mark.anyio

@@ -30,7 +30,7 @@ from .._core.validation import (
     show,
 )
 from .bulkhead import Bulkhead
-from .events import GLOBAL_LISTENERS
+from .events import GLOBAL_LISTENERS, LimitChanged
 from .policy import AsyncRunner, Runner
 
 __all__ = ["AIMD", "AdaptiveConcurrency", "Gradient"]
@@ -341,7 +341,7 @@ class AdaptiveConcurrency(Bulkhead):
         self._max_concurrent = limit
         self._core.resize(limit, self._max_queue)
         if GLOBAL_LISTENERS or self._listeners:
-            self._emit_event("limit_change", limit=limit)
+            self._emit_event("limit_change", LimitChanged(limit))
 
     def _dropped_by(self, exc: BaseException) -> bool | None:
         if not isinstance(exc, Exception):

@@ -38,7 +38,7 @@ from .._core.validation import (
 )
 from .._core.windows import INF, CountWindow
 from ..errors import CircuitOpen
-from .events import GLOBAL_LISTENERS, Event, emit
+from .events import GLOBAL_LISTENERS, CallOutcome, Event, Rejected, StateChange, emit
 from .policy import AsyncRunner, Policy, Runner
 
 __all__ = ["CircuitBreaker"]
@@ -229,9 +229,9 @@ class CircuitBreaker(Policy):
                     self.name,
                     "state_change",
                     self._clock.monotonic(),
-                    from_state=from_state,
-                    to_state=to_state,
-                    shadow=self._shadow,
+                    StateChange(from_state, to_state),
+                    None,
+                    self._shadow,
                 ),
             )
 
@@ -263,9 +263,9 @@ class CircuitBreaker(Policy):
                 self.name,
                 kind,
                 self._clock.monotonic(),
-                duration=duration,
-                exception=exc,
-                shadow=self._shadow,
+                CallOutcome(duration),
+                exc,
+                self._shadow,
             ),
         )
 
@@ -299,8 +299,9 @@ class CircuitBreaker(Policy):
                     self.name,
                     "rejected",
                     self._clock.monotonic(),
-                    retry_after=retry_after,
-                    shadow=self._shadow,
+                    Rejected(retry_after),
+                    None,
+                    self._shadow,
                 ),
             )
         return CircuitOpen(self.name, retry_after, self._backend.state)

@@ -23,7 +23,7 @@ from .._core.clock import Clock
 from .._core.protocols import LimiterBackend, LimiterStore
 from .._core.validation import check_duration, check_mode, check_name, check_number, show
 from ..errors import RateLimited
-from .events import GLOBAL_LISTENERS
+from .events import GLOBAL_LISTENERS, NO_WAIT, Acquired, Rejected, ReservationCancelled
 from .policy import AsyncRunner, Policy, Runner
 
 __all__ = ["TokenBucket"]
@@ -139,17 +139,17 @@ class TokenBucket(Policy):
 
     def _refused(self, retry_after: float) -> RateLimited:
         if GLOBAL_LISTENERS or self._listeners:
-            self._emit_event("rejected", retry_after=retry_after)
+            self._emit_event("rejected", Rejected(retry_after))
         return RateLimited(self.name, retry_after)
 
     def _granted(self, delay: float) -> float:
         if GLOBAL_LISTENERS or self._listeners:
-            self._emit_event("acquired", delay=delay)
+            self._emit_event("acquired", NO_WAIT if delay == 0.0 else Acquired(delay))
         return delay
 
     def _gave_back(self, delay: float) -> None:
         if GLOBAL_LISTENERS or self._listeners:
-            self._emit_event("cancelled", delay=delay)
+            self._emit_event("cancelled", ReservationCancelled(delay))
 
     def _shadowed(self, decision: Reservation | float) -> float:
         """Shadow mode: report what an enforcing bucket would have done, and go on at

@@ -37,7 +37,14 @@ from .._core.validation import (
     show,
 )
 from ..errors import BulkheadFull
-from .events import GLOBAL_LISTENERS
+from .events import (
+    GLOBAL_LISTENERS,
+    NO_WAIT,
+    Acquired,
+    BulkheadRejected,
+    Released,
+    WaitCancelled,
+)
 from .policy import AsyncRunner, Policy, Runner
 
 sniffio: ModuleType | None
@@ -271,14 +278,9 @@ class Bulkhead(Policy):
 
     # -- events --------------------------------------------------------------------------
 
-    def _emit(
-        self, type: str, duration: float | None = None, exception: BaseException | None = None
-    ) -> None:
-        self._emit_event(type, duration=duration, exception=exception)
-
     def _rejected(self, waited: float | None) -> BulkheadFull:
         if GLOBAL_LISTENERS or self._listeners:
-            self._emit("rejected", waited)
+            self._emit_event("rejected", BulkheadRejected(waited))
         return BulkheadFull(self.name, self._max_concurrent, self._max_queue)
 
     # -- acquiring and releasing (shared by every driver) ------------------------------------
@@ -288,13 +290,13 @@ class Bulkhead(Policy):
         caller started waiting. Raises ``BulkheadFull`` when there is no room to wait."""
         if got is True:
             if GLOBAL_LISTENERS or self._listeners:
-                self._emit("acquired", 0.0)
+                self._emit_event("acquired", NO_WAIT)
             return None
         if got is False:
             raise self._rejected(None)
         start = self._clock.monotonic()
         if GLOBAL_LISTENERS or self._listeners:
-            self._emit("queued")
+            self._emit_event("queued")
         return start
 
     def _waited(self, waiter: Waiter, start: float) -> None:
@@ -302,7 +304,7 @@ class Bulkhead(Policy):
         if not waiter.granted and not self._core.withdraw(waiter):
             raise self._rejected(self._clock.monotonic() - start)
         if GLOBAL_LISTENERS or self._listeners:
-            self._emit("acquired", self._clock.monotonic() - start)
+            self._emit_event("acquired", Acquired(self._clock.monotonic() - start))
 
     def _abandoned(self, waiter: Waiter, start: float, exc: BaseException) -> None:
         """The wait was interrupted (cancelled): leave the queue, or pass on the slot
@@ -310,7 +312,8 @@ class Bulkhead(Policy):
         if self._core.withdraw(waiter):
             self._core.release()
         if GLOBAL_LISTENERS or self._listeners:
-            self._emit("cancelled", self._clock.monotonic() - start, exc)
+            waited = self._clock.monotonic() - start
+            self._emit_event("cancelled", WaitCancelled(waited), exc)
 
     def _overdraw(self) -> None:
         """Shadow mode, no free slot: let the call in over the limit, and report whether
@@ -318,9 +321,9 @@ class Bulkhead(Policy):
         over = self._core.overdraw()
         if over and (GLOBAL_LISTENERS or self._listeners):
             if over > self._max_queue or self._max_wait == 0:
-                self._emit("rejected")
+                self._emit_event("rejected", BulkheadRejected(None))
             else:
-                self._emit("queued")
+                self._emit_event("queued")
 
     def _acquire(self) -> None:
         """The sync slow path: queue, wait (blocking this thread), or raise."""
@@ -367,15 +370,15 @@ class Bulkhead(Policy):
         if not GLOBAL_LISTENERS and not self._listeners:
             return None
         if fast:
-            self._emit("acquired", 0.0)
+            self._emit_event("acquired", NO_WAIT)
         return self._clock.monotonic()
 
     def _leave(self, start: float | None, exc: BaseException | None) -> None:
         """Release the slot (never awaits, so a cancelled caller cannot keep it)."""
         self._core.release()
         if GLOBAL_LISTENERS or self._listeners:
-            duration = None if start is None else self._clock.monotonic() - start
-            self._emit("released", duration, exc)
+            held = None if start is None else self._clock.monotonic() - start
+            self._emit_event("released", Released(held), exc)
 
     # -- drivers ---------------------------------------------------------------------------
 
@@ -475,7 +478,7 @@ class Bulkhead(Policy):
         held = self._held.get()
         if GLOBAL_LISTENERS or self._listeners:
             if fast:
-                self._emit("acquired", 0.0)
+                self._emit_event("acquired", NO_WAIT)
             self._held.set((*held, self._clock.monotonic()))
         else:
             self._held.set((*held, None))

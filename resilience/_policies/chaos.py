@@ -18,7 +18,7 @@ from typing import Any
 from .._core.clock import Clock
 from .._core.random import make_random
 from .._core.validation import MISSING, check_number, check_wait, show
-from .events import GLOBAL_LISTENERS
+from .events import GLOBAL_LISTENERS, LatencyInjected
 from .policy import AsyncRunner, Policy, Runner
 
 __all__ = ["Chaos"]
@@ -231,7 +231,8 @@ class Chaos(Policy):
         what = self._what
         exc = self._make_fault() if what == "fault" and self._make_fault is not None else None
         if GLOBAL_LISTENERS or self._listeners:
-            self._emit_event(what, delay=self._latency, exception=exc)
+            latency = self._latency
+            self._emit_event(what, None if latency is None else LatencyInjected(latency), exc)
         if exc is not None:
             raise exc
         if what == "result":

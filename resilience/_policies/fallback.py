@@ -9,7 +9,7 @@ from typing import Any
 from .._core.classify import judge
 from .._core.clock import Clock
 from .._core.validation import MISSING, check_exception_filter, check_predicate, show
-from .events import GLOBAL_LISTENERS, Event, emit
+from .events import GLOBAL_LISTENERS
 from .policy import AsyncRunner, Policy, Runner
 
 __all__ = ["Fallback"]
@@ -74,12 +74,7 @@ class Fallback(Policy):
     def _substitute(self, reason: Any, exception: BaseException | None) -> Any:
         """The replacement (possibly an awaitable from an async handler) and its event."""
         if GLOBAL_LISTENERS or self._listeners:
-            emit(
-                self._listeners,
-                Event(
-                    self.kind, self.name, "fallback", self._clock.monotonic(), exception=exception
-                ),
-            )
+            self._emit_event("fallback", None, exception)
         return self.value if self.handler is None else self.handler(reason)
 
     def _sync_runner(self, inner: Runner) -> Runner:

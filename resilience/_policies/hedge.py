@@ -35,7 +35,7 @@ from .._core.validation import (
     check_predicate,
     check_wait,
 )
-from .events import GLOBAL_LISTENERS
+from .events import GLOBAL_LISTENERS, GaveUp, HedgeLaunched, HedgeWon
 from .policy import AsyncRunner, Policy, Runner
 from .timeout import run_detached
 
@@ -207,9 +207,8 @@ class Hedge(Policy):
         if GLOBAL_LISTENERS or self._listeners:
             self._emit_event(
                 "hedge",
-                attempt=attempt,
-                delay=delay,
-                exception=None if after is None else after.exception,
+                HedgeLaunched(attempt, delay),
+                None if after is None else after.exception,
             )
 
     def _settle(self, race: Race, outcome: Outcome, verdict: str) -> Any:
@@ -218,7 +217,7 @@ class Hedge(Policy):
             if self._learned is not None:
                 self._learned.record(outcome.duration)
             if GLOBAL_LISTENERS or self._listeners:
-                self._emit_event("success", attempt=outcome.attempt, duration=outcome.duration)
+                self._emit_event("success", HedgeWon(outcome.attempt, outcome.duration))
             return outcome.result
         if verdict is FATAL:
             raise outcome.exception  # type: ignore[misc]
@@ -226,7 +225,7 @@ class Hedge(Policy):
         assert last is not None
         exc = last.exception
         if GLOBAL_LISTENERS or self._listeners:
-            self._emit_event("give_up", attempt=race.launched, exception=exc)
+            self._emit_event("give_up", GaveUp(race.launched), exc)
         if exc is None:
             return last.result
         add_note(

@@ -44,7 +44,7 @@ import wrapt
 from .._core.clock import Clock
 from .._core.validation import MISSING, check_clock, check_mode, check_name
 from .describe import PipelineDescription, describe, plain
-from .events import WATCHERS, Event, Listener, _subscribe, emit
+from .events import WATCHERS, Event, EventDetails, Listener, _subscribe, emit
 
 __all__ = ["AsyncRunner", "Policy", "Runner"]
 
@@ -252,12 +252,23 @@ class Policy:
     def _listeners_changed(self) -> None:
         """Global or own listeners came or went (hook for policies caching a flag)."""
 
-    def _emit_event(self, type_: str, **fields: Any) -> None:
+    def _emit_event(
+        self,
+        type_: str,
+        details: EventDetails | None = None,
+        exception: BaseException | None = None,
+    ) -> None:
         """Build this policy's event and deliver it; call only when someone listens."""
         emit(
             self._listeners,
             Event(
-                self.kind, self.name, type_, self._clock.monotonic(), shadow=self._shadow, **fields
+                self.kind,
+                self.name,
+                type_,
+                self._clock.monotonic(),
+                details,
+                exception,
+                self._shadow,
             ),
         )
 

@@ -34,7 +34,7 @@ from .._core.validation import (
     check_predicate,
     show,
 )
-from .events import GLOBAL_LISTENERS
+from .events import GLOBAL_LISTENERS, GaveUp, RetryScheduled, RetrySucceeded
 from .policy import AsyncRunner, Policy, Runner
 
 __all__ = ["Attempt", "Retry", "RetryBudgetLike"]
@@ -64,7 +64,7 @@ class _Run:
         if type(decision) is Wait:
             if GLOBAL_LISTENERS or retry._listeners:
                 attempt = self.state.attempt - 1  # the one that failed
-                retry._emit("retry", attempt, delay=decision.delay, exception=exc)
+                retry._emit_event("retry", RetryScheduled(attempt, decision.delay), exc)
             return decision.delay
         if type(decision) is GiveUp:
             if exc is not None:
@@ -72,12 +72,12 @@ class _Run:
                     exc, f"resilience: Retry {retry.name or '<unnamed>'} gave up: {decision.reason}"
                 )
             if GLOBAL_LISTENERS or retry._listeners:
-                retry._emit("give_up", self.state.attempt, exception=exc)
+                retry._emit_event("give_up", GaveUp(self.state.attempt), exc)
         return None  # not retryable, or given up
 
     def succeeded(self) -> None:
         if GLOBAL_LISTENERS or self.retry._listeners:
-            self.retry._emit("success", self.state.attempt)
+            self.retry._emit_event("success", RetrySucceeded(self.state.attempt))
 
 
 class Retry(Policy):
@@ -156,16 +156,6 @@ class Retry(Policy):
     def budget(self) -> RetryBudgetLike | None:
         """The retry budget, or None."""
         return self._rules.budget
-
-    def _emit(
-        self,
-        type_: str,
-        attempt: int,
-        *,
-        delay: float | None = None,
-        exception: BaseException | None = None,
-    ) -> None:
-        self._emit_event(type_, attempt=attempt, delay=delay, exception=exception)
 
     def _live_settings(self) -> dict[str, Any]:
         return {

@@ -24,7 +24,7 @@ from .._core.validation import (
     check_window,
 )
 from ..errors import Throttled
-from .events import GLOBAL_LISTENERS
+from .events import GLOBAL_LISTENERS, ThrottleRejected
 from .policy import AsyncRunner, Policy, Runner
 
 __all__ = ["AdaptiveThrottle"]
@@ -160,7 +160,7 @@ class AdaptiveThrottle(Policy):
 
     def _rejected(self, probability: float) -> Throttled:
         if GLOBAL_LISTENERS or self._listeners:
-            self._emit_event("rejected", probability=probability)
+            self._emit_event("rejected", ThrottleRejected(probability))
         return Throttled(self.name, probability)
 
     def _admit(self) -> bool:

@@ -23,7 +23,7 @@ from .._core.clock import Clock
 from .._core.deadline import CURRENT, current_backend, limit, remaining, worker_context
 from .._core.validation import check_wait
 from ..errors import TimeoutExceeded
-from .events import GLOBAL_LISTENERS
+from .events import GLOBAL_LISTENERS, AbandonedFinished, TimedOut
 from .policy import AsyncRunner, Policy, Runner
 
 __all__ = ["Timeout", "remaining", "run_detached"]
@@ -76,19 +76,10 @@ class Timeout(Policy):
 
     # -- events --------------------------------------------------------------------
 
-    def _emit(
-        self,
-        type_: str,
-        duration: float,
-        exception: BaseException | None,
-        abandoned: int | None,
-    ) -> None:
-        self._emit_event(type_, duration=duration, exception=exception, abandoned=abandoned)
-
     def _timed_out(self, limit: float, abandoned: int | None = None) -> TimeoutExceeded:
         exc = TimeoutExceeded(self.name, max(limit, 0.0))
         if GLOBAL_LISTENERS or self._listeners:
-            self._emit("timeout", exc.timeout, exc, abandoned)
+            self._emit_event("timeout", TimedOut(exc.timeout, abandoned), exc)
         return exc
 
     # -- abandoned workers ---------------------------------------------------------
@@ -112,9 +103,8 @@ class Timeout(Policy):
             self._abandoned -= 1
             count = self._abandoned
         if GLOBAL_LISTENERS or self._listeners:
-            self._emit(
-                "abandoned_finished", self._clock.monotonic() - job.started, job.error, count
-            )
+            ran = self._clock.monotonic() - job.started
+            self._emit_event("abandoned_finished", AbandonedFinished(ran, count), job.error)
 
     # -- drivers -------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .._policies.events import Event
+from .._policies.events import Acquired, Event, StateChange
 from .._policies.pipeline import Pipeline
 from ..config._registry import Registry, load_file
 from ..errors import ResilienceError, TimeoutExceeded
@@ -196,15 +196,16 @@ class Narrator:
         self.wait_seconds = 0.0
 
     def __call__(self, event: Event) -> None:
+        details = event.details
         with self._lock:
             self.counts[(event.kind, event.type)] += 1
-            if event.kind == "token_bucket" and event.type == "acquired" and event.delay:
+            if event.kind == "token_bucket" and isinstance(details, Acquired) and details.waited:
                 self.counts[(event.kind, "waited")] += 1
-                self.wait_seconds += event.delay
-        if event.type == "state_change":
+                self.wait_seconds += details.waited
+        if isinstance(details, StateChange):
             self._log(
                 f"{event.kind.replace('_', ' ')} {event.name}: "
-                f"{event.from_state} -> {event.to_state}"
+                f"{details.from_state} -> {details.to_state}"
             )
 
 

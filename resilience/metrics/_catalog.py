@@ -22,7 +22,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from .._policies.events import GLOBAL_LISTENERS, WATCHERS, Event
+from .._policies.events import (
+    GLOBAL_LISTENERS,
+    WATCHERS,
+    Acquired,
+    CallOutcome,
+    Event,
+    HedgeWon,
+    Released,
+    StateChange,
+)
 
 __all__ = [
     "EVENT_METRICS",
@@ -422,6 +431,10 @@ class Handlers:
     kind (or ``max_names`` hosts), further ones are recorded as ``_other``, so that a
     policy per tenant or calls to many hosts cannot explode a metric's series, nor this
     object's memory.
+
+    A handler is built for one (kind, type), which fixes the class of the event's
+    ``details`` (docs/events.md), so it reads them without checking their class (the
+    ``type: ignore[assignment]`` lines name it for mypy).
     """
 
     def __init__(self, instruments: Instruments, *, host: bool, max_names: int) -> None:
@@ -538,12 +551,12 @@ class Handlers:
                 return count(REJECTIONS, (kind, name, "timeout"), host)
         elif kind == "token_bucket":
             if type_ == "acquired":
-                return self._waited(series(LIMITER_WAIT, (name,), host), "delay")
+                return self._waited(series(LIMITER_WAIT, (name,), host))
             if type_ == "rejected":
                 return self._rejected(kind, name, "rate_limited", host, calls=False)
         elif kind in ("bulkhead", "adaptive_concurrency"):
             if type_ == "acquired" and kind == "bulkhead":
-                return self._waited(series(BULKHEAD_WAIT, (name,), host), "duration")
+                return self._waited(series(BULKHEAD_WAIT, (name,), host))
             if type_ == "released":
                 return self._released(kind, name, host)
             if type_ == "rejected":
@@ -573,7 +586,8 @@ class Handlers:
         later = self._series(HEDGE_CALLS, (name, "hedge"), host)
 
         def won(event: Event) -> None:
-            (first if event.attempt == 1 else later)(1.0)
+            details: HedgeWon = event.details  # type: ignore[assignment]
+            (first if details.attempt == 1 else later)(1.0)
 
         return won
 
@@ -581,7 +595,8 @@ class Handlers:
     def _finished(add: Update, observe: Update) -> Handler:
         def finished(event: Event) -> None:
             add(1.0)
-            duration = event.duration
+            details: CallOutcome = event.details  # type: ignore[assignment]
+            duration = details.duration
             if duration is not None:
                 observe(duration)
 
@@ -606,9 +621,10 @@ class Handlers:
         return rejected
 
     @staticmethod
-    def _waited(observe: Update, field: str) -> Handler:
+    def _waited(observe: Update) -> Handler:
         def waited(event: Event) -> None:
-            observe(getattr(event, field) or 0.0)
+            details: Acquired = event.details  # type: ignore[assignment]
+            observe(details.waited)
 
         return waited
 
@@ -621,22 +637,23 @@ class Handlers:
 
         def released(event: Event) -> None:
             by_outcome[_outcome_of_release(event)](1.0)
-            duration = event.duration
-            if duration is not None:
-                observe(duration)
+            details: Released = event.details  # type: ignore[assignment]
+            held = details.held
+            if held is not None:
+                observe(held)
 
         return released
 
     def _transitions(self, name: str) -> Handler:
-        updates: dict[tuple[str | None, str | None], Update] = {}
+        updates: dict[tuple[str, str], Update] = {}
         update = self._instruments.update
 
         def transition(event: Event) -> None:
-            pair = (event.from_state, event.to_state)
+            details: StateChange = event.details  # type: ignore[assignment]
+            pair = (details.from_state, details.to_state)
             add = updates.get(pair)
             if add is None:
-                labels = (name, str(event.from_state), str(event.to_state))
-                add = updates[pair] = update(TRANSITIONS, labels)
+                add = updates[pair] = update(TRANSITIONS, (name, *pair))
             add(1.0)
 
         return transition

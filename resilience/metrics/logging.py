@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
-from .._policies.events import Event
+from .._policies.events import Event, GaveUp, Rejected, RetryScheduled, StateChange, TimedOut
 
 __all__ = ["LoggingListener"]
 
@@ -36,18 +37,7 @@ _REASONS = {
     "adaptive_concurrency": "concurrency limit reached",
     "adaptive_throttle": "throttled",
 }
-_OPTIONAL_FIELDS = (
-    "attempt",
-    "duration",
-    "delay",
-    "retry_after",
-    "from_state",
-    "to_state",
-    "abandoned",
-    "host",
-    "method",
-    "status",
-)
+_CALL_FIELDS = ("host", "method", "status")
 
 
 class LoggingListener:
@@ -64,10 +54,11 @@ class LoggingListener:
 
     Extra fields of every record: ``resilience_policy`` (the kind), ``resilience_name``,
     ``resilience_event`` (the event type), ``resilience_error`` (the exception's type
-    name, or None); and when they apply ``resilience_attempt``, ``resilience_duration``,
-    ``resilience_delay``, ``resilience_retry_after``, ``resilience_from_state``,
-    ``resilience_to_state``, ``resilience_abandoned``, ``resilience_host``,
-    ``resilience_method``, ``resilience_status``, ``resilience_suppressed``.
+    name, or None); each field of the event's ``details`` that is not None, as
+    ``resilience_<field>`` (``resilience_from_state``, ``resilience_attempt``,
+    ``resilience_retry_after``...); and when they apply ``resilience_host``,
+    ``resilience_method``, ``resilience_status``, ``resilience_suppressed``,
+    ``resilience_shadow``.
     """
 
     def __init__(
@@ -112,7 +103,12 @@ class LoggingListener:
             return
         level = self.levels[type_]
         suppressed = None
-        if type_ == "state_change" and event.to_state in _OPEN_STATES and not event.shadow:
+        if (
+            type_ == "state_change"
+            and isinstance(event.details, StateChange)
+            and event.details.to_state in _OPEN_STATES
+            and not event.shadow
+        ):
             level = max(level, logging.WARNING)  # a shadow breaker would open: no alarm
         if not self.logger.isEnabledFor(level):
             return
@@ -148,25 +144,28 @@ def _message(event: Event, suppressed: int | None) -> str:
     if event.host is not None:
         who += f" ({event.method + ' ' if event.method else ''}{event.host})"
     error = f": {type(event.exception).__name__}: {event.exception}" if event.exception else ""
-    if type_ == "state_change":
+    details = event.details
+    if type_ == "state_change" and isinstance(details, StateChange):
         shadow = " (shadow mode: would be)" if event.shadow else ""
-        return f"{who}: {event.from_state} -> {event.to_state}{shadow}"
+        return f"{who}: {details.from_state} -> {details.to_state}{shadow}"
     if type_ == "rejected":
         verb = "would have rejected a call, let it run" if event.shadow else "call rejected"
         text = f"{who}: {verb} ({_REASONS[event.kind]}"
-        if event.retry_after is not None:
-            text += f", retry after {event.retry_after:.3f}s"
+        if isinstance(details, Rejected) and details.retry_after is not None:
+            text += f", retry after {details.retry_after:.3f}s"
         text += ")"
         if suppressed:
             text += f"; {suppressed} more rejected since the last report"
         return text
-    if type_ == "give_up":
-        return f"{who}: gave up after attempt {event.attempt}{error}"
-    if type_ == "retry":
-        return f"{who}: attempt {event.attempt} failed, retrying in {event.delay:.3f}s{error}"
-    if type_ == "timeout":
-        return f"{who}: call exceeded {event.duration:g}s"
-    return f"{who}: fallback used{error}"  # "fallback"
+    if type_ == "give_up" and isinstance(details, GaveUp):
+        return f"{who}: gave up after attempt {details.attempt}{error}"
+    if type_ == "retry" and isinstance(details, RetryScheduled):
+        return f"{who}: attempt {details.attempt} failed, retrying in {details.delay:.3f}s{error}"
+    if type_ == "timeout" and isinstance(details, TimedOut):
+        return f"{who}: call exceeded {details.limit:g}s"
+    if type_ == "fallback":
+        return f"{who}: fallback used{error}"
+    return f"{who}: {type_}{error}"  # an event of this type from elsewhere, without details
 
 
 def _extra(event: Event, suppressed: int | None) -> dict[str, Any]:
@@ -176,10 +175,16 @@ def _extra(event: Event, suppressed: int | None) -> dict[str, Any]:
         "resilience_event": event.type,
         "resilience_error": None if event.exception is None else type(event.exception).__name__,
     }
-    for field in _OPTIONAL_FIELDS:
-        value = getattr(event, field)
+    details = event.details
+    if details is not None:
+        for field in fields(details):  # type: ignore[arg-type]  # every details class is one
+            value = getattr(details, field.name)
+            if value is not None:
+                extra[f"resilience_{field.name}"] = value
+    for name in _CALL_FIELDS:
+        value = getattr(event, name)
         if value is not None:
-            extra[f"resilience_{field}"] = value
+            extra[f"resilience_{name}"] = value
     if suppressed is not None:
         extra["resilience_suppressed"] = suppressed
     if event.shadow:

@@ -11,7 +11,15 @@ import pytest
 import redis
 from redis_helpers import Boom, eventually, fail
 
-from resilience import CircuitBreaker, CircuitOpen, CountWindow, Event, TokenBucket, listen
+from resilience import (
+    CircuitBreaker,
+    CircuitOpen,
+    CountWindow,
+    Event,
+    StateChange,
+    TokenBucket,
+    listen,
+)
 from resilience.stores.redis import RedisStore
 from resilience.testing import FakeClock
 
@@ -64,8 +72,13 @@ def test_state_changes_reach_every_process_as_events(
     one, other = make_store(), make_store()
     here = CircuitBreaker("inventory", store=one, consecutive_failures=2, open_for=0.2)
     there = CircuitBreaker("inventory", store=other, consecutive_failures=2, open_for=0.2)
-    seen: list[tuple[str | None, str | None]] = []
-    there.listen(lambda event: seen.append((event.from_state, event.to_state)))
+    seen: list[tuple[str, str]] = []
+
+    def on_event(event: Event) -> None:
+        assert isinstance(event.details, StateChange)
+        seen.append((event.details.from_state, event.details.to_state))
+
+    there.listen(on_event)
     here.call(lambda: 1)
     fail(here, 2)
     eventually(lambda: ("closed", "open") in seen)

@@ -23,7 +23,7 @@ from typing import Any, Final
 from redis.exceptions import ReadOnlyError
 
 from ..._core.backoff import Backoff
-from ..._policies.events import Event, emit
+from ..._policies.events import Event, StoreRecovered, emit
 from ._scripts import Script
 
 __all__ = ["FAILED", "Link", "StoreMisuse"]
@@ -141,7 +141,7 @@ class Link:
             self._errors,
             exc,
         )
-        emit((), Event("store", self.name, "unavailable", time.monotonic(), exception=exc))
+        emit((), Event("store", self.name, "unavailable", time.monotonic(), None, exc))
         self._start_prober()
         self._tell(self._cut_off, "reacting to the outage")
 
@@ -179,7 +179,7 @@ class Link:
             self.name,
             outage,
         )
-        emit((), Event("store", self.name, "recovered", time.monotonic(), duration=outage))
+        emit((), Event("store", self.name, "recovered", time.monotonic(), StoreRecovered(outage)))
 
     def _tell(self, callbacks: list[Callable[[], None]], what: str) -> None:
         for callback in callbacks:
