@@ -39,7 +39,8 @@ from .._core.validation import (
 from .._core.windows import INF, CountWindow
 from ..errors import CircuitOpen
 from .events import GLOBAL_LISTENERS, Event, emit
-from .policy import AsyncRunner, Policy, Runner
+from .mode import ShadowMode
+from .policy import AsyncRunner, Runner
 
 __all__ = ["CircuitBreaker"]
 
@@ -48,7 +49,7 @@ __all__ = ["CircuitBreaker"]
 _Verdict = tuple[bool | None, bool, float | None]
 
 
-class CircuitBreaker(Policy):
+class CircuitBreaker(ShadowMode):
     """Stops calling a dependency that keeps failing, and probes it before trusting it again.
 
     See the docs page "Circuit breaker" for the state machine. Every argument is checked
@@ -186,17 +187,6 @@ class CircuitBreaker(Policy):
     def _live_settings(self) -> dict[str, Any]:
         settings = self.settings
         return {field.name: getattr(settings, field.name) for field in fields(settings)}
-
-    @property
-    def mode(self) -> str:
-        """``enforce``, or ``metrics_only`` (shadow mode: never rejects a call).
-        Settable at run time; copies that follow this policy (the HTTP integrations'
-        per-host copies) switch with it."""
-        return "metrics_only" if self._shadow else "enforce"
-
-    @mode.setter
-    def mode(self, mode: str) -> None:
-        self._switch_mode(mode)
 
     def open(self) -> None:
         """Reject every call until :meth:`close` or :meth:`reset` (state ``forced_open``)."""

@@ -24,12 +24,13 @@ from .._core.protocols import LimiterBackend, LimiterStore
 from .._core.validation import check_duration, check_mode, check_name, check_number, show
 from ..errors import RateLimited
 from .events import GLOBAL_LISTENERS
-from .policy import AsyncRunner, Policy, Runner
+from .mode import ShadowMode
+from .policy import AsyncRunner, Runner
 
 __all__ = ["TokenBucket"]
 
 
-class TokenBucket(Policy):
+class TokenBucket(ShadowMode):
     """Admits ``rate`` calls every ``per`` seconds, in bursts of at most ``burst``.
 
     See the docs page "Rate limiter". Every argument is checked here; a bad one raises
@@ -87,17 +88,6 @@ class TokenBucket(Policy):
             "burst": settings.burst,
             "max_wait": None if self._max_wait == math.inf else self._max_wait,
         }
-
-    @property
-    def mode(self) -> str:
-        """``enforce``, or ``metrics_only`` (shadow mode: never refuses nor delays a call).
-        Settable at run time; copies that follow this policy (the HTTP integrations'
-        per-host copies) switch with it."""
-        return "metrics_only" if self._shadow else "enforce"
-
-    @mode.setter
-    def mode(self, mode: str) -> None:
-        self._switch_mode(mode)
 
     @property
     def max_wait(self) -> float:

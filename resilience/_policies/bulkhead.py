@@ -38,7 +38,8 @@ from .._core.validation import (
 )
 from ..errors import BulkheadFull
 from .events import GLOBAL_LISTENERS
-from .policy import AsyncRunner, Policy, Runner
+from .mode import ShadowMode
+from .policy import AsyncRunner, Runner
 
 sniffio: ModuleType | None
 try:
@@ -161,7 +162,7 @@ def _async_waiter() -> _AsyncWaiter:
 # -- the policy ------------------------------------------------------------------------------
 
 
-class Bulkhead(Policy):
+class Bulkhead(ShadowMode):
     """At most ``max_concurrent`` calls at once; up to ``max_queue`` more wait, for at most
     ``max_wait`` seconds, in arrival order; the rest get :class:`BulkheadFull` at once.
 
@@ -225,17 +226,6 @@ class Bulkhead(Policy):
             "max_queue": self._max_queue,
             "max_wait": self._max_wait,
         }
-
-    @property
-    def mode(self) -> str:
-        """``enforce``, or ``metrics_only`` (shadow mode: never queues nor rejects a call).
-        Settable at run time; copies that follow this policy (the HTTP integrations'
-        per-host copies) switch with it."""
-        return "metrics_only" if self._shadow else "enforce"
-
-    @mode.setter
-    def mode(self, mode: str) -> None:
-        self._switch_mode(mode)
 
     @property
     def max_concurrent(self) -> int:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeAlias, TypeVar, 
 import wrapt
 
 from .._core.clock import Clock
-from .._core.validation import MISSING, check_clock, check_mode, check_name
+from .._core.validation import MISSING, check_clock, check_name
 from .describe import PipelineDescription, describe, plain
 from .events import WATCHERS, Event, Listener, _subscribe, emit
 
@@ -87,8 +87,8 @@ class Policy:
     #: window, a bucket's tokens, a bulkhead's slots): the HTTP integrations give each
     #: host a copy of these (``clone()``) and share the others.
     per_dependency: ClassVar[bool] = False
-    #: Shadow mode (``mode="metrics_only"``), for policies that have one: every event
-    #: says so.
+    #: Shadow mode (``mode="metrics_only"``), for policies that have one
+    #: (:class:`~resilience._policies.mode.ShadowMode` switches it): every event says so.
     _shadow: bool = False
 
     name: str | None
@@ -220,14 +220,6 @@ class Policy:
         bound = inspect.signature(type(self)).bind(*args, **kwargs)
         bound.arguments.update(changes)
         self._init_args = (bound.args, bound.kwargs)
-
-    def _switch_mode(self, mode: str) -> None:
-        """The ``mode`` setter of policies that have one: shadow mode on or off at run
-        time, for this policy and the copies that follow it (later clones too)."""
-        shadow = check_mode(mode)
-        for target in (self, *self._following()):
-            target._shadow = shadow
-            target._configured({"mode": mode})
 
     def _follow(self, copy: Policy) -> None:
         """Make ``copy`` (a clone standing in for this policy, such as a host's copy in

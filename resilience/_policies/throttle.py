@@ -25,12 +25,13 @@ from .._core.validation import (
 )
 from ..errors import Throttled
 from .events import GLOBAL_LISTENERS
-from .policy import AsyncRunner, Policy, Runner
+from .mode import ShadowMode
+from .policy import AsyncRunner, Runner
 
 __all__ = ["AdaptiveThrottle"]
 
 
-class AdaptiveThrottle(Policy):
+class AdaptiveThrottle(ShadowMode):
     """Client-side adaptive throttling (Google SRE book): while the dependency refuses
     requests, reject a share of calls locally, before they add to its load.
 
@@ -126,17 +127,6 @@ class AdaptiveThrottle(Policy):
     def window(self) -> float:
         """Seconds of history the counts cover."""
         return self._window
-
-    @property
-    def mode(self) -> str:
-        """``enforce``, or ``metrics_only`` (shadow mode: never rejects a call).
-        Settable at run time; copies that follow this policy (the HTTP integrations'
-        per-host copies) switch with it."""
-        return "metrics_only" if self._shadow else "enforce"
-
-    @mode.setter
-    def mode(self, mode: str) -> None:
-        self._switch_mode(mode)
 
     @property
     def requests(self) -> int:

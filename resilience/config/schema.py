@@ -27,6 +27,7 @@ from .._policies.chaos import Chaos
 from .._policies.describe import plain
 from .._policies.fallback import Fallback
 from .._policies.hedge import Hedge, LatencyQuantile
+from .._policies.mode import ShadowMode
 from .._policies.policy import Policy
 from .._policies.retry import Retry
 from .._policies.throttle import AdaptiveThrottle
@@ -670,5 +671,5 @@ def apply(policy: Policy, spec: PolicySpec) -> None:
             target._configured(dict(zip(("value",), args, strict=False), **kwargs))
     except (ValueError, TypeError, OverflowError) as exc:
         raise _constructor_error(spec, exc) from None
-    if mode is not None and mode != policy.mode:  # type: ignore[attr-defined]
-        policy.mode = mode  # type: ignore[attr-defined]
+    if mode is not None and isinstance(policy, ShadowMode) and mode != policy.mode:
+        policy.mode = mode
