@@ -12,6 +12,7 @@ for this limiter (``taker``) and one truth test; everything else is in ``_settle
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -39,6 +40,7 @@ class TokenBucket(ShadowMode):
 
     kind = "token_bucket"
     per_dependency = True
+    reconfigurable = frozenset({"rate", "per", "burst", "max_wait", "mode"})
 
     def __init__(
         self,
@@ -107,17 +109,11 @@ class TokenBucket(ShadowMode):
             f"max_wait={self._max_wait!r}, name={self.name!r})"
         )
 
-    def _configure(
-        self,
-        rate: float,
-        per: float | timedelta = 1.0,
-        burst: float | None = None,
-        max_wait: float | timedelta | None = 0.0,
-    ) -> None:
-        """A new shape and wait for this limiter, in place (``Registry.reload``): the
-        tokens free now stay free (up to the new burst)."""
-        settings = _settings(rate, per, burst)
-        wait = _check_max_wait(max_wait)
+    def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
+        """A new shape and wait, in place: the tokens free now stay free (up to the new
+        burst)."""
+        settings = _settings(arguments["rate"], arguments["per"], arguments["burst"])
+        wait = _check_max_wait(arguments["max_wait"])
         if settings != self._backend.settings:
             self._backend.configure(settings)
         if wait != self._max_wait:

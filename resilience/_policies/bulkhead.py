@@ -18,7 +18,7 @@ import asyncio
 import contextvars
 import sys
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from datetime import timedelta
 from types import ModuleType, TracebackType
 from typing import Any
@@ -172,6 +172,7 @@ class Bulkhead(ShadowMode):
 
     kind = "bulkhead"
     per_dependency = True
+    reconfigurable = frozenset({"max_concurrent", "max_queue", "max_wait", "mode"})
 
     def __init__(
         self,
@@ -210,12 +211,14 @@ class Bulkhead(ShadowMode):
 
     # -- configuration and counts ----------------------------------------------------------
 
-    def _configure(
-        self, max_concurrent: int, max_queue: int = 0, max_wait: float | timedelta | None = None
-    ) -> None:
-        """New limits, in place (``Registry.reload``): running and queued calls keep their
-        place; with fewer slots than running calls, the next releases pay the difference."""
-        concurrent, queue, wait = _limits(max_concurrent, max_queue, max_wait)
+    def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
+        self._resize_to(
+            *_limits(arguments["max_concurrent"], arguments["max_queue"], arguments["max_wait"])
+        )
+
+    def _resize_to(self, concurrent: int, queue: int, wait: float | None) -> None:
+        """New limits (checked), in place: running and queued calls keep their place;
+        with fewer slots than running calls, the next releases pay the difference."""
         self._max_wait = wait
         self._max_concurrent, self._max_queue = concurrent, queue
         self._core.resize(concurrent, queue)

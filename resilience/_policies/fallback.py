@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._core.classify import judge
@@ -27,6 +27,8 @@ class Fallback(Policy):
     """
 
     kind = "fallback"
+    reconfigurable = frozenset({"value", "handler", "on", "if_result"})
+    _alternatives = (frozenset({"value", "handler"}),)
 
     def __init__(
         self,
@@ -41,20 +43,26 @@ class Fallback(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name, clock)
-        self._configure(value, handler=handler, on=on, if_result=if_result)
+        self._set(value, handler=handler, on=on, if_result=if_result)
         self._compose()
 
-    def _configure(
+    def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
+        self._set(
+            arguments["value"],
+            handler=arguments["handler"],
+            on=arguments["on"],
+            if_result=arguments["if_result"],
+        )
+
+    def _set(
         self,
-        value: Any = _MISSING,
+        value: Any,
         *,
-        handler: Callable[[Any], Any] | None = None,
-        on: type[BaseException]
-        | tuple[type[BaseException], ...]
-        | Callable[[BaseException], bool] = (Exception,),
-        if_result: Callable[[Any], bool] | None = None,
+        handler: Callable[[Any], Any] | None,
+        on: type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool],
+        if_result: Callable[[Any], bool] | None,
     ) -> None:
-        """Set every setting (the constructor's, and ``Registry.reload``'s in place)."""
+        """Check and set every setting (the constructor's, and ``reconfigure()``'s)."""
         if handler is not None and not callable(handler):
             raise TypeError(f"handler must be a callable or None, got {show(handler)}")
         if (value is _MISSING) == (handler is None):

@@ -4,14 +4,17 @@ A policy with a shadow mode (CircuitBreaker, TokenBucket, Bulkhead and so
 AdaptiveConcurrency, AdaptiveThrottle) derives from :class:`ShadowMode`, sets
 ``self._shadow = check_mode(mode)`` in its constructor, and reads ``self._shadow`` only
 where it would refuse, queue or delay a call. This class owns the rest: the ``mode``
-property and its setter, which switches the copies that follow the policy too, and
-remembers the mode for later clones and ``describe()``.
+property and its setter (which switches the copies that follow the policy too, and
+remembers the mode for later clones and ``describe()``), and ``mode`` as a setting of
+``reconfigure()``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from .._core.validation import check_mode
-from .policy import Policy
+from .policy import SETTINGS_LOCK, Policy
 
 __all__ = ["ShadowMode"]
 
@@ -32,6 +35,20 @@ class ShadowMode(Policy):
     @mode.setter
     def mode(self, mode: str) -> None:
         shadow = check_mode(mode)
-        for target in (self, *self._following()):
-            target._shadow = shadow
-            target._configured({"mode": mode})
+        with SETTINGS_LOCK:
+            for target in (self, *self._following()):
+                target._shadow = shadow
+                target._remember_settings({"mode": mode})
+
+    def reconfigure(self, **settings: Any) -> None:
+        """:meth:`Policy.reconfigure`, where ``mode`` is a setting too: it is switched
+        (as by the ``mode`` property) once the other settings have changed."""
+        if "mode" not in settings:
+            super().reconfigure(**settings)
+            return
+        mode = settings.pop("mode")
+        check_mode(mode)  # before anything changes
+        with SETTINGS_LOCK:
+            super().reconfigure(**settings)
+            if mode != self.mode:
+                self.mode = mode

@@ -7,7 +7,7 @@ numbers, raises ``Throttled`` and emits events.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -48,6 +48,9 @@ class AdaptiveThrottle(ShadowMode):
 
     kind = "adaptive_throttle"
     per_dependency = True
+    reconfigurable = frozenset(
+        {"k", "window", "failure_on", "ignore", "failure_if", "mode", "seed"}
+    )
 
     def __init__(
         self,
@@ -68,31 +71,38 @@ class AdaptiveThrottle(ShadowMode):
     ) -> None:
         super().__init__(name, clock)
         self._shadow = check_mode(mode)
-        self._failure_if: Callable[[Any], bool] | None = None
         self._seed: object = MISSING
         self._window = 0.0
-        self._configure(
-            k, window, failure_on=failure_on, ignore=ignore, failure_if=failure_if, seed=seed
-        )
+        self._set(k, window, failure_on=failure_on, ignore=ignore, failure_if=failure_if, seed=seed)
         self._compose()
 
-    def _configure(
+    def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
+        self._set(
+            arguments["k"],
+            arguments["window"],
+            failure_on=arguments["failure_on"],
+            ignore=arguments["ignore"],
+            failure_if=arguments["failure_if"],
+            seed=arguments["seed"],
+        )
+
+    def _set(
         self,
-        k: float = 2.0,
-        window: float | timedelta = 120.0,
+        k: float,
+        window: float | timedelta,
         *,
         failure_on: type[BaseException]
         | tuple[type[BaseException], ...]
-        | Callable[[BaseException], bool] = (Exception,),
+        | Callable[[BaseException], bool],
         ignore: type[BaseException]
         | tuple[type[BaseException], ...]
-        | Callable[[BaseException], bool] = (),
-        failure_if: Any = MISSING,
-        seed: int | None = None,
+        | Callable[[BaseException], bool],
+        failure_if: Callable[[Any], bool] | None,
+        seed: int | None,
     ) -> None:
-        """Set the settings (the constructor's, and ``Registry.reload``'s in place). The
+        """Check and set the settings (the constructor's, and ``reconfigure()``'s). The
         counts are kept unless ``window`` changes; the random sequence goes on unless
-        ``seed`` changes; ``failure_if`` not given is kept."""
+        ``seed`` changes."""
         k_value = check_number("k", k)
         if k_value < 1.0:
             raise ValueError(
@@ -102,9 +112,7 @@ class AdaptiveThrottle(ShadowMode):
         checked_window = check_window("window", window)
         checked_failure_on = check_exception_filter("failure_on", failure_on)
         checked_ignore = check_exception_filter("ignore", ignore)
-        checked_failure_if = (
-            self._failure_if if failure_if is MISSING else check_predicate("failure_if", failure_if)
-        )
+        checked_failure_if = check_predicate("failure_if", failure_if)
         if seed != self._seed:
             self._random = make_random(seed).random
             self._seed = seed

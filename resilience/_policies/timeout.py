@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextvars
 import os
 import threading
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +39,7 @@ class Timeout(Policy):
     """
 
     kind = "timeout"
+    reconfigurable = frozenset({"seconds"})
 
     def __init__(
         self,
@@ -60,9 +62,9 @@ class Timeout(Policy):
         """The time limit of one call, in seconds."""
         return self._seconds
 
-    def _configure(self, seconds: float | timedelta) -> None:
-        """A new time limit for calls that start from now on (``Registry.reload``)."""
-        value = _check_seconds(seconds)
+    def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
+        """A new time limit, for calls that start from now on."""
+        value = _check_seconds(arguments["seconds"])
         self._seconds = value
         self._rebind(seconds=value)
 
