@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 
-from .._core.bucket import BucketCore, Decision, LimiterSettings, Reservation
+from .._core.bucket import BucketCore, Decision, LimiterSettings, Reservation, Take
 from .._core.clock import Clock
 from .._core.protocols import LimiterBackend, LimiterStore
 from .._core.validation import check_duration, check_mode, check_name, check_number, show
@@ -71,8 +71,15 @@ class TokenBucket(ShadowMode):
             raise TypeError(f"store must be a limiter store (or None), got {show(store)}")
         self._backend = backend
         self._nonblocking = backend.nonblocking
-        # The decision for one token, made once per call: a function of no arguments.
-        self._take = backend.taker(1.0, self._max_wait)
+        # The decision for one token, made once per call: a function of no arguments,
+        # in a one-slot holder that the runners keep (``taker[0]()``), so that a new
+        # max_wait (a new function) reaches them. Against the function kept in the
+        # runner's closure and that cell rewritten on reconfigure (the former
+        # ``Policy._rebind``), both in one process, rounds interleaved, shared 2-core VM:
+        # ``@TokenBucket`` sync +1.7% per call (median of 5 runs, 1.5% to 3.7%), async
+        # +1.0%, within noise; ``acquire()`` and ``with`` 9% faster. Reading
+        # ``self._take`` per call instead of the holder: +8% sync, +5% async.
+        self._taker: list[Take] = [backend.taker(1.0, self._max_wait)]
         self._compose()
 
     # -- reading -------------------------------------------------------------------
@@ -118,8 +125,7 @@ class TokenBucket(ShadowMode):
             self._backend.configure(settings)
         if wait != self._max_wait:
             self._max_wait = wait
-            self._take = self._backend.taker(1.0, wait)
-            self._rebind(take=self._take, max_wait=wait)
+            self._taker[0] = self._backend.taker(1.0, wait)
 
     # -- the slow path: events, waiting, refusing --------------------------------------
 
@@ -205,7 +211,7 @@ class TokenBucket(ShadowMode):
         they would not be free within ``max_wait``.
         """
         if cost == 1:
-            decision = self._take()
+            decision = self._taker[0]()
         else:
             decision = self._backend.acquire(self._cost(cost), self._max_wait)
         if decision is None and not GLOBAL_LISTENERS and not self._listeners:
@@ -215,7 +221,7 @@ class TokenBucket(ShadowMode):
     async def aacquire(self, cost: float = 1) -> float:
         """``acquire`` for async code: waits without blocking the event loop."""
         if cost == 1 and self._nonblocking:
-            decision = self._take()
+            decision = self._taker[0]()
         else:
             value = 1.0 if cost == 1 else self._cost(cost)
             if self._nonblocking:
@@ -227,7 +233,7 @@ class TokenBucket(ShadowMode):
         return await self._asettle(decision)
 
     def __enter__(self) -> TokenBucket:
-        decision = self._take()
+        decision = self._taker[0]()
         if decision is not None or GLOBAL_LISTENERS or self._listeners:
             self._settle(decision)
         return self
@@ -255,40 +261,41 @@ class TokenBucket(ShadowMode):
     # -- drivers -------------------------------------------------------------------
 
     def _sync_runner(self, inner: Runner) -> Runner:
-        take, settle = self._take, self._settle
+        taker, settle = self._taker, self._settle
         listeners = self._listeners
 
         def run(*args: Any, **kwargs: Any) -> Any:
-            decision = take()
+            decision = taker[0]()
             if decision is not None or GLOBAL_LISTENERS or listeners:
                 settle(decision)
             return inner(*args, **kwargs)
 
-        return self._track(run)
+        return run
 
     def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
         asettle = self._asettle
         listeners = self._listeners
         if self._nonblocking:
-            take = self._take
+            taker = self._taker
 
             async def run(*args: Any, **kwargs: Any) -> Any:
-                decision = take()
+                decision = taker[0]()
                 if decision is not None or GLOBAL_LISTENERS or listeners:
                     await asettle(decision)
                 return await inner(*args, **kwargs)
 
-            return self._track(run)
+            return run
 
-        aacquire, max_wait = self._backend.aacquire, self._max_wait
+        aacquire = self._backend.aacquire
 
         async def run_blocking_backend(*args: Any, **kwargs: Any) -> Any:
-            decision = await aacquire(1.0, max_wait)
+            # A store that answers over the network: one attribute read is nothing here.
+            decision = await aacquire(1.0, self._max_wait)
             if decision is not None or GLOBAL_LISTENERS or listeners:
                 await asettle(decision)
             return await inner(*args, **kwargs)
 
-        return self._track(run_blocking_backend)
+        return run_blocking_backend
 
 
 def _settings(rate: object, per: object, burst: object) -> LimiterSettings:

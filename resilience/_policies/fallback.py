@@ -77,7 +77,6 @@ class Fallback(Policy):
         self._async_handler = handler is not None and inspect.iscoroutinefunction(handler)
         self._on = checked_on
         self._if_result = checked_if_result
-        self._rebind(on=checked_on)
 
     def _substitute(self, reason: Any, exception: BaseException | None) -> Any:
         """The replacement (possibly an awaitable from an async handler) and its event."""
@@ -91,13 +90,13 @@ class Fallback(Policy):
         return self.value if self.handler is None else self.handler(reason)
 
     def _sync_runner(self, inner: Runner) -> Runner:
-        on, substitute = self._on, self._substitute
+        substitute = self._substitute
 
         def run(*args: Any, **kwargs: Any) -> Any:
             try:
                 result = inner(*args, **kwargs)
             except Exception as exc:
-                if not judge("on", on, exc, False):
+                if not judge("on", self._on, exc, False):  # read per failure: reconfigurable
                     raise
                 return self._sync_value(substitute(exc, exc))
             check = self._if_result
@@ -105,7 +104,7 @@ class Fallback(Policy):
                 return self._sync_value(substitute(result, None))
             return result
 
-        return self._track(run)
+        return run
 
     def _sync_value(self, value: Any) -> Any:
         if self._async_handler or inspect.isawaitable(value):
@@ -118,13 +117,13 @@ class Fallback(Policy):
         return value
 
     def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
-        on, substitute = self._on, self._substitute
+        substitute = self._substitute
 
         async def run(*args: Any, **kwargs: Any) -> Any:
             try:
                 result = await inner(*args, **kwargs)
             except Exception as exc:
-                if not judge("on", on, exc, False):
+                if not judge("on", self._on, exc, False):
                     raise
                 value = substitute(exc, exc)
             else:
@@ -134,7 +133,7 @@ class Fallback(Policy):
                 value = substitute(result, None)
             return await value if inspect.isawaitable(value) else value
 
-        return self._track(run)
+        return run
 
     def __repr__(self) -> str:
         what = f"handler={self.handler!r}" if self.handler is not None else f"value={self.value!r}"

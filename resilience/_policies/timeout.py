@@ -64,9 +64,7 @@ class Timeout(Policy):
 
     def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
         """A new time limit, for calls that start from now on."""
-        value = _check_seconds(arguments["seconds"])
-        self._seconds = value
-        self._rebind(seconds=value)
+        self._seconds = _check_seconds(arguments["seconds"])
 
     @property
     def abandoned(self) -> int:
@@ -121,7 +119,6 @@ class Timeout(Policy):
     # -- drivers -------------------------------------------------------------------
 
     def _sync_runner(self, inner: Runner) -> Runner:
-        seconds = self._seconds
         clock = self._clock
         now = clock.monotonic
         get = CURRENT.get
@@ -129,7 +126,7 @@ class Timeout(Policy):
 
         def run(*args: Any, **kwargs: Any) -> Any:
             started = now()
-            deadline, wait = limit(get(), clock, started, seconds, None)
+            deadline, wait = limit(get(), clock, started, self._seconds, None)
             if wait <= 0.0:  # an enclosing deadline has passed: do not start the call
                 raise timed_out(wait)
             job = _Job(self, worker_context(deadline), inner, args, kwargs, started)
@@ -149,10 +146,9 @@ class Timeout(Policy):
             finally:
                 del error
 
-        return self._track(run)
+        return run
 
     def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
-        seconds = self._seconds
         clock = self._clock
         now = clock.monotonic
         get, set_deadline, reset = CURRENT.get, CURRENT.set, CURRENT.reset
@@ -162,6 +158,9 @@ class Timeout(Policy):
 
         async def run(*args: Any, **kwargs: Any) -> Any:
             async_backend = backend()  # first: it raises when no event loop is running
+            # Read per call (reconfigure may change it): within noise of a closure
+            # variable, next to arming a cancel scope.
+            seconds = self._seconds
             outer = get()
             if outer is None:  # the common case, inlined
                 wait = seconds
@@ -182,7 +181,7 @@ class Timeout(Policy):
             # passed. A cancellation from an enclosing scope propagates out of the block.
             raise timed_out(wait)
 
-        return self._track(run)
+        return run
 
 
 def _check_seconds(seconds: object) -> float:
