@@ -190,10 +190,13 @@ class Gradient:
         )
 
 
-def _start(algorithm: object) -> LimitState:
+def _check_algorithm(algorithm: object) -> AIMD | Gradient:
+    """An ``algorithm`` argument (None: ``Gradient()``)."""
+    if algorithm is None:
+        return Gradient()
     if not isinstance(algorithm, (AIMD, Gradient)):
         raise TypeError(f"algorithm must be AIMD(...) or Gradient(...), got {show(algorithm)}")
-    return algorithm._start()
+    return algorithm
 
 
 #: The limit to start from when none is given (moved into [min_limit, max_limit]).
@@ -263,11 +266,10 @@ class AdaptiveConcurrency(Bulkhead):
         name: str | None = None,
         clock: Clock | None = None,
     ) -> None:
-        if algorithm is None:
-            algorithm = Gradient()
+        checked_algorithm = _check_algorithm(algorithm)
         minimum, maximum, initial = _limits(min_limit, max_limit, initial_limit)
-        self._limits = LimitCore(_start(algorithm), initial, minimum, maximum)
-        self._algorithm = algorithm
+        self._limits = LimitCore(checked_algorithm._start(), initial, minimum, maximum)
+        self._algorithm = checked_algorithm
         self._min_limit, self._max_limit = minimum, maximum
         self._dropped_on = check_exception_filter("dropped_on", dropped_on)
         self._dropped_if = check_predicate("dropped_if", dropped_if)
@@ -277,16 +279,14 @@ class AdaptiveConcurrency(Bulkhead):
         )
         super().__init__(initial, max_queue, max_wait, mode=mode, name=name, clock=clock)
 
-    def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
         """New settings, in place: the limit in force is kept (moved into the new
         ``[min_limit, max_limit]`` if outside); a different algorithm starts from it with
         no history. ``initial_limit`` only matters to later clones (it is checked
         against the new bounds all the same)."""
-        algorithm = arguments["algorithm"]
-        if algorithm is None:
-            algorithm = Gradient()
-        # A new algorithm's state (checking it), or None to keep the one in use.
-        state = _start(algorithm) if algorithm != self._algorithm else None
+        algorithm = _check_algorithm(arguments["algorithm"])
+        # A new algorithm's state, or None to keep the one in use.
+        state = algorithm._start() if algorithm != self._algorithm else None
         minimum, maximum, _ = _limits(
             arguments["min_limit"], arguments["max_limit"], arguments["initial_limit"]
         )

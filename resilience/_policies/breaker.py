@@ -144,7 +144,7 @@ class CircuitBreaker(ShadowMode):
         if fast is not None:
             fast[0] = self._plain and not GLOBAL_LISTENERS and not self._listeners
 
-    def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
         """New thresholds and classification, in place. The state is kept (an open
         breaker stays open), and the window's counts too unless its shape (size or
         duration) changes."""

@@ -116,7 +116,7 @@ class TokenBucket(ShadowMode):
             f"max_wait={self._max_wait!r}, name={self.name!r})"
         )
 
-    def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
         """A new shape and wait, in place: the tokens free now stay free (up to the new
         burst)."""
         settings = _settings(arguments["rate"], arguments["per"], arguments["burst"])

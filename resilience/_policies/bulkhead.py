@@ -211,7 +211,7 @@ class Bulkhead(ShadowMode):
 
     # -- configuration and counts ----------------------------------------------------------
 
-    def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
         self._resize_to(
             *_limits(arguments["max_concurrent"], arguments["max_queue"], arguments["max_wait"])
         )

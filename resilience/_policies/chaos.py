@@ -121,11 +121,11 @@ class Chaos(Policy):
         self._set(rate, fault=fault, latency=latency, result=result, enabled=enabled, seed=seed)
         self._compose()
 
-    def _arguments_in_force(self) -> dict[str, Any]:
+    def _arguments_in_force(self) -> dict[str, object]:
         # ``enabled`` may have been switched at run time (the property): keep that.
         return {**super()._arguments_in_force(), "enabled": self._enabled}
 
-    def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
         self._set(
             arguments["rate"],
             fault=arguments["fault"],
@@ -137,13 +137,13 @@ class Chaos(Policy):
 
     def _set(
         self,
-        rate: float,
+        rate: object,
         *,
-        fault: BaseException | type[BaseException] | Callable[[], BaseException] | None,
-        latency: float | timedelta | None,
-        result: Any,
-        enabled: bool | Callable[[], object],
-        seed: int | None,
+        fault: object,
+        latency: object,
+        result: object,
+        enabled: object,
+        seed: object,
     ) -> None:
         """Check and set the settings (the constructor's, and ``reconfigure()``'s). The
         random sequence goes on unless ``seed`` changes."""

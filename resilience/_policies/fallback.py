@@ -30,6 +30,11 @@ class Fallback(Policy):
     reconfigurable = frozenset({"value", "handler", "on", "if_result"})
     _alternatives = (frozenset({"value", "handler"}),)
 
+    #: The substitute result (when no handler is given).
+    value: Any
+    #: Called with the exception or the unusable result; returns the substitute.
+    handler: Callable[[Any], Any] | None
+
     def __init__(
         self,
         value: Any = _MISSING,
@@ -46,7 +51,7 @@ class Fallback(Policy):
         self._set(value, handler=handler, on=on, if_result=if_result)
         self._compose()
 
-    def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
         self._set(
             arguments["value"],
             handler=arguments["handler"],
@@ -56,11 +61,11 @@ class Fallback(Policy):
 
     def _set(
         self,
-        value: Any,
+        value: object,
         *,
-        handler: Callable[[Any], Any] | None,
-        on: type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool],
-        if_result: Callable[[Any], bool] | None,
+        handler: object,
+        on: object,
+        if_result: object,
     ) -> None:
         """Check and set every setting (the constructor's, and ``reconfigure()``'s)."""
         if handler is not None and not callable(handler):

@@ -138,11 +138,11 @@ class Hedge(Policy):
     ) -> None:
         super().__init__(name, clock)
         self._learned: Latencies | None = None
-        self._delay_spec: float | timedelta | LatencyQuantile | None = None
+        self._delay_spec: object = None  # as given: a duration or a LatencyQuantile
         self._set(delay, max_hedges, hedge_on=hedge_on, hedge_if_result=hedge_if_result)
         self._compose()
 
-    def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
         self._set(
             arguments["delay"],
             arguments["max_hedges"],
@@ -152,13 +152,11 @@ class Hedge(Policy):
 
     def _set(
         self,
-        delay: float | timedelta | LatencyQuantile,
-        max_hedges: int,
+        delay: object,
+        max_hedges: object,
         *,
-        hedge_on: type[BaseException]
-        | tuple[type[BaseException], ...]
-        | Callable[[BaseException], bool],
-        hedge_if_result: Callable[[Any], bool] | None,
+        hedge_on: object,
+        hedge_if_result: object,
     ) -> None:
         """Check and set the settings (the constructor's, and ``reconfigure()``'s): calls
         starting from now on use them. A learned delay keeps what it learned unless its

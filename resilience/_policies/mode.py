@@ -11,8 +11,6 @@ remembers the mode for later clones and ``describe()``), and ``mode`` as a setti
 
 from __future__ import annotations
 
-from typing import Any
-
 from .._core.validation import check_mode
 from .policy import SETTINGS_LOCK, Policy
 
@@ -40,15 +38,14 @@ class ShadowMode(Policy):
                 target._shadow = shadow
                 target._remember_settings({"mode": mode})
 
-    def reconfigure(self, **settings: Any) -> None:
+    def reconfigure(self, **settings: object) -> None:
         """:meth:`Policy.reconfigure`, where ``mode`` is a setting too: it is switched
         (as by the ``mode`` property) once the other settings have changed."""
         if "mode" not in settings:
             super().reconfigure(**settings)
             return
-        mode = settings.pop("mode")
-        check_mode(mode)  # before anything changes
+        shadow = check_mode(settings.pop("mode"))  # before anything changes
         with SETTINGS_LOCK:
             super().reconfigure(**settings)
-            if mode != self.mode:
-                self.mode = mode
+            if shadow != self._shadow:
+                self.mode = "metrics_only" if shadow else "enforce"

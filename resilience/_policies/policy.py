@@ -161,7 +161,7 @@ class Policy:
         """Await ``fn(*args, **kwargs)`` through this policy."""
         return await self._arun(fn, *args, **kwargs)  # type: ignore[no-any-return]
 
-    def clone(self: PolicyT, **changes: Any) -> PolicyT:
+    def clone(self: PolicyT, **changes: object) -> PolicyT:
         """A new policy of the same type, built from the arguments this one was built
         with, ``changes`` replacing some of them: the same settings, its own state.
 
@@ -209,7 +209,7 @@ class Policy:
         constructor's arguments (a default filled in, a reload): for ``describe()``."""
         return {}
 
-    def _arguments(self) -> dict[str, Any]:
+    def _arguments(self) -> dict[str, object]:
         """The constructor's arguments in force, by name: those it was given (or that
         ``reconfigure()`` or a mode switch set since), and the defaults of the others."""
         args, kwargs = self._init_args
@@ -219,7 +219,7 @@ class Policy:
 
     # -- settings changed in place (reconfigure, Registry.reload) -----------------------
 
-    def reconfigure(self, **settings: Any) -> None:
+    def reconfigure(self, **settings: object) -> None:
         """Change settings in place, keeping the policy's state.
 
         ``settings`` are constructor arguments, by keyword, among those the policy lists
@@ -269,18 +269,20 @@ class Policy:
                 target._reconfigure(arguments)
                 target._remember_settings(settings, dropped)
 
-    def _arguments_in_force(self) -> dict[str, Any]:
+    def _arguments_in_force(self) -> dict[str, object]:
         """What ``reconfigure()`` keeps of the settings it is not given: the
         constructor's arguments in force (hook: a setting switched at run time)."""
         return self._arguments()
 
-    def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
         """Hook of ``reconfigure()``: take ``arguments`` (every constructor argument, as
         in force after the change) in place, keeping the state. Check every value before
         changing anything: a bad one raises, naming it, and leaves the policy as it was."""
         raise NotImplementedError  # pragma: no cover - only for policies that list settings
 
-    def _remember_settings(self, changes: Mapping[str, Any], dropped: Iterable[str] = ()) -> None:
+    def _remember_settings(
+        self, changes: Mapping[str, object], dropped: Iterable[str] = ()
+    ) -> None:
         """Remember constructor arguments changed in place (``reconfigure()``, a mode
         switch), ``dropped`` ones back to their defaults: later clones are built with
         them, and ``describe()`` shows them."""
@@ -291,7 +293,7 @@ class Policy:
         bound.arguments.update(changes)
         self._init_args = (bound.args, bound.kwargs)
 
-    def follower(self: PolicyT, **changes: Any) -> PolicyT:
+    def follower(self: PolicyT, **changes: object) -> PolicyT:
         """A copy that stands in for this policy: ``clone(**changes)``, listened to by
         the listeners this policy has now, and following it from then on: its
         :meth:`reconfigure` calls and ``mode`` switches change the copy too.

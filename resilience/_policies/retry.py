@@ -113,7 +113,7 @@ class Retry(Policy):
         )
         self._compose()
 
-    def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
         self._set(
             attempts=arguments["attempts"],
             backoff=arguments["backoff"],
@@ -126,14 +126,12 @@ class Retry(Policy):
     def _set(
         self,
         *,
-        attempts: int,
-        backoff: Backoff | None,
-        retry_on: type[BaseException]
-        | tuple[type[BaseException], ...]
-        | Callable[[BaseException], bool],
-        retry_if_result: Callable[[Any], bool] | None,
-        deadline: float | timedelta | None,
-        budget: RetryBudgetLike | None,
+        attempts: object,
+        backoff: object,
+        retry_on: object,
+        retry_if_result: object,
+        deadline: object,
+        budget: object,
     ) -> None:
         """Check and set every setting (the constructor's, and ``reconfigure()``'s): the
         runners read them on each decision, so calls starting from now on use them."""

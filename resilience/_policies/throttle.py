@@ -76,7 +76,7 @@ class AdaptiveThrottle(ShadowMode):
         self._set(k, window, failure_on=failure_on, ignore=ignore, failure_if=failure_if, seed=seed)
         self._compose()
 
-    def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
         self._set(
             arguments["k"],
             arguments["window"],
@@ -88,17 +88,13 @@ class AdaptiveThrottle(ShadowMode):
 
     def _set(
         self,
-        k: float,
-        window: float | timedelta,
+        k: object,
+        window: object,
         *,
-        failure_on: type[BaseException]
-        | tuple[type[BaseException], ...]
-        | Callable[[BaseException], bool],
-        ignore: type[BaseException]
-        | tuple[type[BaseException], ...]
-        | Callable[[BaseException], bool],
-        failure_if: Callable[[Any], bool] | None,
-        seed: int | None,
+        failure_on: object,
+        ignore: object,
+        failure_if: object,
+        seed: object,
     ) -> None:
         """Check and set the settings (the constructor's, and ``reconfigure()``'s). The
         counts are kept unless ``window`` changes; the random sequence goes on unless

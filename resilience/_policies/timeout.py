@@ -62,7 +62,7 @@ class Timeout(Policy):
         """The time limit of one call, in seconds."""
         return self._seconds
 
-    def _reconfigure(self, arguments: Mapping[str, Any]) -> None:
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
         """A new time limit, for calls that start from now on."""
         self._seconds = _check_seconds(arguments["seconds"])
 
