@@ -97,7 +97,7 @@ class Policy:
     kind: ClassVar[str] = "policy"
     #: True for policies that keep state about the dependency they protect (a breaker's
     #: window, a bucket's tokens, a bulkhead's slots): the HTTP integrations give each
-    #: host a copy of these (``clone()``) and share the others.
+    #: host a copy of these (``follower()``) and share the others.
     per_dependency: ClassVar[bool] = False
     #: The settings :meth:`reconfigure` changes in place: constructor arguments, by
     #: name. Empty for a policy that cannot be reconfigured (a pipeline, a keyed policy).
