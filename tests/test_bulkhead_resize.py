@@ -78,9 +78,11 @@ def test_resizing_under_threads_never_leaks_or_loses_a_slot() -> None:
         thread.start()
     rng = random.Random(7)
     for _ in range(300):
-        bulkhead._configure(rng.randint(1, 6), rng.randint(0, 8), 2.0)
+        bulkhead.reconfigure(
+            max_concurrent=rng.randint(1, 6), max_queue=rng.randint(0, 8), max_wait=2.0
+        )
         threading.Event().wait(0.0005)
-    bulkhead._configure(3, 8, 2.0)
+    bulkhead.reconfigure(max_concurrent=3, max_queue=8, max_wait=2.0)
     stop.set()
     for thread in threads:
         thread.join(10)
@@ -112,7 +114,7 @@ def test_shrinking_while_calls_wait_in_the_queue() -> None:
     waiter.start()
     while bulkhead.queued < 1:
         threading.Event().wait(0.001)
-    bulkhead._configure(1, 2, 5.0)  # two running, one waiting, one slot now
+    bulkhead.reconfigure(max_concurrent=1)  # two running, one waiting, one slot now
     assert (bulkhead.in_flight, bulkhead.queued) == (2, 1)
     release.set()
     for thread in [*holders, waiter]:

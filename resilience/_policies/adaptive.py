@@ -10,7 +10,7 @@ core is resized in place. The algorithms are described by :class:`AIMD` and
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -21,7 +21,6 @@ from .._core.clock import Clock
 from .._core.random import make_random
 from .._core.validation import (
     MAX_SLOTS,
-    MISSING,
     check_duration,
     check_exception_filter,
     check_number,
@@ -30,6 +29,7 @@ from .._core.validation import (
     show,
 )
 from .bulkhead import Bulkhead
+from .bulkhead import _limits as _bulkhead_limits
 from .events import GLOBAL_LISTENERS, LimitChanged
 from .policy import AsyncRunner, Runner
 
@@ -190,10 +190,13 @@ class Gradient:
         )
 
 
-def _start(algorithm: object) -> LimitState:
+def _check_algorithm(algorithm: object) -> AIMD | Gradient:
+    """An ``algorithm`` argument (None: ``Gradient()``)."""
+    if algorithm is None:
+        return Gradient()
     if not isinstance(algorithm, (AIMD, Gradient)):
         raise TypeError(f"algorithm must be AIMD(...) or Gradient(...), got {show(algorithm)}")
-    return algorithm._start()
+    return algorithm
 
 
 #: The limit to start from when none is given (moved into [min_limit, max_limit]).
@@ -232,6 +235,19 @@ class AdaptiveConcurrency(Bulkhead):
     """
 
     kind = "adaptive_concurrency"
+    reconfigurable = frozenset(
+        {
+            "algorithm",
+            "initial_limit",
+            "min_limit",
+            "max_limit",
+            "max_queue",
+            "max_wait",
+            "dropped_on",
+            "dropped_if",
+            "mode",
+        }
+    )
 
     def __init__(
         self,
@@ -250,11 +266,10 @@ class AdaptiveConcurrency(Bulkhead):
         name: str | None = None,
         clock: Clock | None = None,
     ) -> None:
-        if algorithm is None:
-            algorithm = Gradient()
+        checked_algorithm = _check_algorithm(algorithm)
         minimum, maximum, initial = _limits(min_limit, max_limit, initial_limit)
-        self._limits = LimitCore(_start(algorithm), initial, minimum, maximum)
-        self._algorithm = algorithm
+        self._limits = LimitCore(checked_algorithm._start(), initial, minimum, maximum)
+        self._algorithm = checked_algorithm
         self._min_limit, self._max_limit = minimum, maximum
         self._dropped_on = check_exception_filter("dropped_on", dropped_on)
         self._dropped_if = check_predicate("dropped_if", dropped_if)
@@ -264,37 +279,28 @@ class AdaptiveConcurrency(Bulkhead):
         )
         super().__init__(initial, max_queue, max_wait, mode=mode, name=name, clock=clock)
 
-    def _configure(  # type: ignore[override]
-        self,
-        algorithm: AIMD | Gradient | None = None,
-        *,
-        initial_limit: int | None = None,
-        min_limit: int = 1,
-        max_limit: int = 200,
-        max_queue: int = 0,
-        max_wait: float | timedelta | None = None,
-        dropped_on: type[BaseException]
-        | tuple[type[BaseException], ...]
-        | Callable[[BaseException], bool] = (TimeoutError,),
-        dropped_if: Any = MISSING,
-    ) -> None:
-        """New settings, in place (``Registry.reload``): the limit in force is kept (moved
-        into the new ``[min_limit, max_limit]`` if outside); a different algorithm starts
-        from it with no history. ``initial_limit`` only matters at construction;
-        ``dropped_if`` not given is kept."""
-        if algorithm is None:
-            algorithm = Gradient()
-        minimum, maximum, _ = _limits(min_limit, max_limit, None)
-        checked_dropped_on = check_exception_filter("dropped_on", dropped_on)
-        checked_dropped_if = (
-            self._dropped_if if dropped_if is MISSING else check_predicate("dropped_if", dropped_if)
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
+        """New settings, in place: the limit in force is kept (moved into the new
+        ``[min_limit, max_limit]`` if outside); a different algorithm starts from it with
+        no history. ``initial_limit`` only matters to later clones (it is checked
+        against the new bounds all the same)."""
+        algorithm = _check_algorithm(arguments["algorithm"])
+        # A new algorithm's state, or None to keep the one in use.
+        state = algorithm._start() if algorithm != self._algorithm else None
+        minimum, maximum, _ = _limits(
+            arguments["min_limit"], arguments["max_limit"], arguments["initial_limit"]
         )
-        state = _start(algorithm) if algorithm != self._algorithm else None
         limit = min(maximum, max(minimum, self._max_concurrent))
+        concurrent, queue, wait = _bulkhead_limits(
+            limit, arguments["max_queue"], arguments["max_wait"]
+        )
+        dropped_on = check_exception_filter("dropped_on", arguments["dropped_on"])
+        dropped_if = check_predicate("dropped_if", arguments["dropped_if"])
+        # Everything checked: change.
         self._limits.configure(state, minimum, maximum, limit)
         self._algorithm, self._min_limit, self._max_limit = algorithm, minimum, maximum
-        self._dropped_on, self._dropped_if = checked_dropped_on, checked_dropped_if
-        Bulkhead._configure(self, limit, max_queue, max_wait)
+        self._dropped_on, self._dropped_if = dropped_on, dropped_if
+        self._resize_to(concurrent, queue, wait)
 
     # -- reading -----------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ outcomes, emits events, and drives the backend from sync and async code.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from datetime import timedelta
 from types import TracebackType
@@ -39,7 +39,8 @@ from .._core.validation import (
 from .._core.windows import INF, CountWindow
 from ..errors import CircuitOpen
 from .events import GLOBAL_LISTENERS, CallOutcome, Event, Rejected, StateChange, emit
-from .policy import AsyncRunner, Policy, Runner
+from .mode import ShadowMode
+from .policy import AsyncRunner, Runner
 
 __all__ = ["CircuitBreaker"]
 
@@ -48,7 +49,7 @@ __all__ = ["CircuitBreaker"]
 _Verdict = tuple[bool | None, bool, float | None]
 
 
-class CircuitBreaker(Policy):
+class CircuitBreaker(ShadowMode):
     """Stops calling a dependency that keeps failing, and probes it before trusting it again.
 
     See the docs page "Circuit breaker" for the state machine. Every argument is checked
@@ -57,6 +58,22 @@ class CircuitBreaker(Policy):
 
     kind = "circuit_breaker"
     per_dependency = True
+    reconfigurable = frozenset(
+        {
+            "failure_rate",
+            "minimum_calls",
+            "consecutive_failures",
+            "window",
+            "slow_call_duration",
+            "slow_call_rate",
+            "open_for",
+            "half_open_calls",
+            "failure_on",
+            "ignore",
+            "failure_if",
+            "mode",
+        }
+    )
 
     def __init__(
         self,
@@ -127,44 +144,20 @@ class CircuitBreaker(Policy):
         if fast is not None:
             fast[0] = self._plain and not GLOBAL_LISTENERS and not self._listeners
 
-    def _configure(
-        self,
-        *,
-        failure_on: type[BaseException]
-        | tuple[type[BaseException], ...]
-        | Callable[[BaseException], bool]
-        | None = None,
-        ignore: type[BaseException]
-        | tuple[type[BaseException], ...]
-        | Callable[[BaseException], bool]
-        | None = None,
-        **thresholds: Any,
-    ) -> None:
-        """New thresholds (and, when given, classification), in place: ``Registry.reload``.
-
-        ``thresholds`` are the constructor's threshold arguments; those not given keep
-        their value. The state is kept (an open breaker stays open), and the window's
-        counts too unless its shape (size or duration) changes.
-        """
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
+        """New thresholds and classification, in place. The state is kept (an open
+        breaker stays open), and the window's counts too unless its shape (size or
+        duration) changes."""
         current = self.settings
-        merged = {field.name: getattr(current, field.name) for field in fields(current)}
-        unknown = sorted(set(thresholds) - set(merged))
-        if unknown:
-            raise TypeError(f"unknown circuit breaker settings: {', '.join(unknown)}")
-        merged.update(thresholds)
-        settings = _settings(**merged)
-        checked_failure_on = (
-            self._failure_on
-            if failure_on is None
-            else check_exception_filter("failure_on", failure_on)
-        )
-        checked_ignore = (
-            self._ignore if ignore is None else check_exception_filter("ignore", ignore)
-        )
-        self._failure_on, self._ignore = checked_failure_on, checked_ignore
-        # Timing first, the fast flag last: a call that still takes the fast path counts
-        # a success untimed, never a slow call as fast.
+        settings = _settings(**{field.name: arguments[field.name] for field in fields(current)})
+        failure_on = check_exception_filter("failure_on", arguments["failure_on"])
+        ignore = check_exception_filter("ignore", arguments["ignore"])
+        failure_if = check_predicate("failure_if", arguments["failure_if"])
+        self._failure_on, self._ignore = failure_on, ignore
+        # Timing and the result check first, the fast flag last: a call that still takes
+        # the fast path counts a success untimed, never a slow call as fast.
         self._slow_after = settings.slow_call_duration
+        self._failure_if = failure_if
         self._plain = self._slow_after is None and self._failure_if is None
         self._listeners_changed()
         if settings != current:
@@ -186,17 +179,6 @@ class CircuitBreaker(Policy):
     def _live_settings(self) -> dict[str, Any]:
         settings = self.settings
         return {field.name: getattr(settings, field.name) for field in fields(settings)}
-
-    @property
-    def mode(self) -> str:
-        """``enforce``, or ``metrics_only`` (shadow mode: never rejects a call).
-        Settable at run time; copies that follow this policy (the HTTP integrations'
-        per-host copies) switch with it."""
-        return "metrics_only" if self._shadow else "enforce"
-
-    @mode.setter
-    def mode(self, mode: str) -> None:
-        self._switch_mode(mode)
 
     def open(self) -> None:
         """Reject every call until :meth:`close` or :meth:`reset` (state ``forced_open``)."""

@@ -12,24 +12,26 @@ for this limiter (``taker``) and one truth test; everything else is in ``_settle
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
 import anyio
 
-from .._core.bucket import BucketCore, Decision, LimiterSettings, Reservation
+from .._core.bucket import BucketCore, Decision, LimiterSettings, Reservation, Take
 from .._core.clock import Clock
 from .._core.protocols import LimiterBackend, LimiterStore
 from .._core.validation import check_duration, check_mode, check_name, check_number, show
 from ..errors import RateLimited
 from .events import GLOBAL_LISTENERS, NO_WAIT, Acquired, Rejected, ReservationCancelled
-from .policy import AsyncRunner, Policy, Runner
+from .mode import ShadowMode
+from .policy import AsyncRunner, Runner
 
 __all__ = ["TokenBucket"]
 
 
-class TokenBucket(Policy):
+class TokenBucket(ShadowMode):
     """Admits ``rate`` calls every ``per`` seconds, in bursts of at most ``burst``.
 
     See the docs page "Rate limiter". Every argument is checked here; a bad one raises
@@ -38,6 +40,7 @@ class TokenBucket(Policy):
 
     kind = "token_bucket"
     per_dependency = True
+    reconfigurable = frozenset({"rate", "per", "burst", "max_wait", "mode"})
 
     def __init__(
         self,
@@ -68,8 +71,15 @@ class TokenBucket(Policy):
             raise TypeError(f"store must be a limiter store (or None), got {show(store)}")
         self._backend = backend
         self._nonblocking = backend.nonblocking
-        # The decision for one token, made once per call: a function of no arguments.
-        self._take = backend.taker(1.0, self._max_wait)
+        # The decision for one token, made once per call: a function of no arguments,
+        # in a one-slot holder that the runners keep (``taker[0]()``), so that a new
+        # max_wait (a new function) reaches them. Against the function kept in the
+        # runner's closure and that cell rewritten on reconfigure (the former
+        # ``Policy._rebind``), both in one process, rounds interleaved, shared 2-core VM:
+        # ``@TokenBucket`` sync +1.7% per call (median of 5 runs, 1.5% to 3.7%), async
+        # +1.0%, within noise; ``acquire()`` and ``with`` 9% faster. Reading
+        # ``self._take`` per call instead of the holder: +8% sync, +5% async.
+        self._taker: list[Take] = [backend.taker(1.0, self._max_wait)]
         self._compose()
 
     # -- reading -------------------------------------------------------------------
@@ -89,17 +99,6 @@ class TokenBucket(Policy):
         }
 
     @property
-    def mode(self) -> str:
-        """``enforce``, or ``metrics_only`` (shadow mode: never refuses nor delays a call).
-        Settable at run time; copies that follow this policy (the HTTP integrations'
-        per-host copies) switch with it."""
-        return "metrics_only" if self._shadow else "enforce"
-
-    @mode.setter
-    def mode(self, mode: str) -> None:
-        self._switch_mode(mode)
-
-    @property
     def max_wait(self) -> float:
         """Seconds a call may wait for tokens (``math.inf``: as long as it takes)."""
         return self._max_wait
@@ -117,23 +116,16 @@ class TokenBucket(Policy):
             f"max_wait={self._max_wait!r}, name={self.name!r})"
         )
 
-    def _configure(
-        self,
-        rate: float,
-        per: float | timedelta = 1.0,
-        burst: float | None = None,
-        max_wait: float | timedelta | None = 0.0,
-    ) -> None:
-        """A new shape and wait for this limiter, in place (``Registry.reload``): the
-        tokens free now stay free (up to the new burst)."""
-        settings = _settings(rate, per, burst)
-        wait = _check_max_wait(max_wait)
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
+        """A new shape and wait, in place: the tokens free now stay free (up to the new
+        burst)."""
+        settings = _settings(arguments["rate"], arguments["per"], arguments["burst"])
+        wait = _check_max_wait(arguments["max_wait"])
         if settings != self._backend.settings:
             self._backend.configure(settings)
         if wait != self._max_wait:
             self._max_wait = wait
-            self._take = self._backend.taker(1.0, wait)
-            self._rebind(take=self._take, max_wait=wait)
+            self._taker[0] = self._backend.taker(1.0, wait)
 
     # -- the slow path: events, waiting, refusing --------------------------------------
 
@@ -219,7 +211,7 @@ class TokenBucket(Policy):
         they would not be free within ``max_wait``.
         """
         if cost == 1:
-            decision = self._take()
+            decision = self._taker[0]()
         else:
             decision = self._backend.acquire(self._cost(cost), self._max_wait)
         if decision is None and not GLOBAL_LISTENERS and not self._listeners:
@@ -229,7 +221,7 @@ class TokenBucket(Policy):
     async def aacquire(self, cost: float = 1) -> float:
         """``acquire`` for async code: waits without blocking the event loop."""
         if cost == 1 and self._nonblocking:
-            decision = self._take()
+            decision = self._taker[0]()
         else:
             value = 1.0 if cost == 1 else self._cost(cost)
             if self._nonblocking:
@@ -241,7 +233,7 @@ class TokenBucket(Policy):
         return await self._asettle(decision)
 
     def __enter__(self) -> TokenBucket:
-        decision = self._take()
+        decision = self._taker[0]()
         if decision is not None or GLOBAL_LISTENERS or self._listeners:
             self._settle(decision)
         return self
@@ -269,40 +261,41 @@ class TokenBucket(Policy):
     # -- drivers -------------------------------------------------------------------
 
     def _sync_runner(self, inner: Runner) -> Runner:
-        take, settle = self._take, self._settle
+        taker, settle = self._taker, self._settle
         listeners = self._listeners
 
         def run(*args: Any, **kwargs: Any) -> Any:
-            decision = take()
+            decision = taker[0]()
             if decision is not None or GLOBAL_LISTENERS or listeners:
                 settle(decision)
             return inner(*args, **kwargs)
 
-        return self._track(run)
+        return run
 
     def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
         asettle = self._asettle
         listeners = self._listeners
         if self._nonblocking:
-            take = self._take
+            taker = self._taker
 
             async def run(*args: Any, **kwargs: Any) -> Any:
-                decision = take()
+                decision = taker[0]()
                 if decision is not None or GLOBAL_LISTENERS or listeners:
                     await asettle(decision)
                 return await inner(*args, **kwargs)
 
-            return self._track(run)
+            return run
 
-        aacquire, max_wait = self._backend.aacquire, self._max_wait
+        aacquire = self._backend.aacquire
 
         async def run_blocking_backend(*args: Any, **kwargs: Any) -> Any:
-            decision = await aacquire(1.0, max_wait)
+            # A store that answers over the network: one attribute read is nothing here.
+            decision = await aacquire(1.0, self._max_wait)
             if decision is not None or GLOBAL_LISTENERS or listeners:
                 await asettle(decision)
             return await inner(*args, **kwargs)
 
-        return self._track(run_blocking_backend)
+        return run_blocking_backend
 
 
 def _settings(rate: object, per: object, burst: object) -> LimiterSettings:

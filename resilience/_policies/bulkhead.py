@@ -18,7 +18,7 @@ import asyncio
 import contextvars
 import sys
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from datetime import timedelta
 from types import ModuleType, TracebackType
 from typing import Any
@@ -45,7 +45,8 @@ from .events import (
     Released,
     WaitCancelled,
 )
-from .policy import AsyncRunner, Policy, Runner
+from .mode import ShadowMode
+from .policy import AsyncRunner, Runner
 
 sniffio: ModuleType | None
 try:
@@ -168,7 +169,7 @@ def _async_waiter() -> _AsyncWaiter:
 # -- the policy ------------------------------------------------------------------------------
 
 
-class Bulkhead(Policy):
+class Bulkhead(ShadowMode):
     """At most ``max_concurrent`` calls at once; up to ``max_queue`` more wait, for at most
     ``max_wait`` seconds, in arrival order; the rest get :class:`BulkheadFull` at once.
 
@@ -178,6 +179,7 @@ class Bulkhead(Policy):
 
     kind = "bulkhead"
     per_dependency = True
+    reconfigurable = frozenset({"max_concurrent", "max_queue", "max_wait", "mode"})
 
     def __init__(
         self,
@@ -216,12 +218,14 @@ class Bulkhead(Policy):
 
     # -- configuration and counts ----------------------------------------------------------
 
-    def _configure(
-        self, max_concurrent: int, max_queue: int = 0, max_wait: float | timedelta | None = None
-    ) -> None:
-        """New limits, in place (``Registry.reload``): running and queued calls keep their
-        place; with fewer slots than running calls, the next releases pay the difference."""
-        concurrent, queue, wait = _limits(max_concurrent, max_queue, max_wait)
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
+        self._resize_to(
+            *_limits(arguments["max_concurrent"], arguments["max_queue"], arguments["max_wait"])
+        )
+
+    def _resize_to(self, concurrent: int, queue: int, wait: float | None) -> None:
+        """New limits (checked), in place: running and queued calls keep their place;
+        with fewer slots than running calls, the next releases pay the difference."""
         self._max_wait = wait
         self._max_concurrent, self._max_queue = concurrent, queue
         self._core.resize(concurrent, queue)
@@ -232,17 +236,6 @@ class Bulkhead(Policy):
             "max_queue": self._max_queue,
             "max_wait": self._max_wait,
         }
-
-    @property
-    def mode(self) -> str:
-        """``enforce``, or ``metrics_only`` (shadow mode: never queues nor rejects a call).
-        Settable at run time; copies that follow this policy (the HTTP integrations'
-        per-host copies) switch with it."""
-        return "metrics_only" if self._shadow else "enforce"
-
-    @mode.setter
-    def mode(self, mode: str) -> None:
-        self._switch_mode(mode)
 
     @property
     def max_concurrent(self) -> int:

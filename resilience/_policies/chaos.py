@@ -11,7 +11,7 @@ reproducible runs), made only while the policy is enabled.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -101,6 +101,8 @@ class Chaos(Policy):
     """
 
     kind = "chaos"
+    reconfigurable = frozenset({"rate", "fault", "latency", "result", "enabled", "seed"})
+    _alternatives = (frozenset({"fault", "latency", "result"}),)
 
     def __init__(
         self,
@@ -116,22 +118,34 @@ class Chaos(Policy):
     ) -> None:
         super().__init__(name, clock)
         self._seed: object = MISSING
-        self._configure(
-            rate, fault=fault, latency=latency, result=result, enabled=enabled, seed=seed
-        )
+        self._set(rate, fault=fault, latency=latency, result=result, enabled=enabled, seed=seed)
         self._compose()
 
-    def _configure(
+    def _arguments_in_force(self) -> dict[str, object]:
+        # ``enabled`` may have been switched at run time (the property): keep that.
+        return {**super()._arguments_in_force(), "enabled": self._enabled}
+
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
+        self._set(
+            arguments["rate"],
+            fault=arguments["fault"],
+            latency=arguments["latency"],
+            result=arguments["result"],
+            enabled=arguments["enabled"],
+            seed=arguments["seed"],
+        )
+
+    def _set(
         self,
-        rate: float,
+        rate: object,
         *,
-        fault: BaseException | type[BaseException] | Callable[[], BaseException] | None = None,
-        latency: float | timedelta | None = None,
-        result: Any = _MISSING,
-        enabled: bool | Callable[[], object] = True,
-        seed: int | None = None,
+        fault: object,
+        latency: object,
+        result: object,
+        enabled: object,
+        seed: object,
     ) -> None:
-        """Set the settings (the constructor's, and ``Registry.reload``'s in place). The
+        """Check and set the settings (the constructor's, and ``reconfigure()``'s). The
         random sequence goes on unless ``seed`` changes."""
         checked_rate = _check_rate(rate)
         given = [

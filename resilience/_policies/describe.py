@@ -1,7 +1,7 @@
 """``policy.describe()``: a pipeline's policies in order, their settings, and warnings.
 
 Settings are read from each policy's constructor arguments (kept as given for
-``clone()``, and brought up to date by ``Registry.reload``), with the constructor's
+``clone()``, and brought up to date by ``reconfigure()``), with the constructor's
 defaults filled in, as plain values: seconds as floats, exception classes as names, a
 backoff or an algorithm as a small table. Some policies add what they learned at run
 time (an adaptive limit, a learned hedging delay).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._core.classify import judge
@@ -27,6 +27,13 @@ class Fallback(Policy):
     """
 
     kind = "fallback"
+    reconfigurable = frozenset({"value", "handler", "on", "if_result"})
+    _alternatives = (frozenset({"value", "handler"}),)
+
+    #: The substitute result (when no handler is given).
+    value: Any
+    #: Called with the exception or the unusable result; returns the substitute.
+    handler: Callable[[Any], Any] | None
 
     def __init__(
         self,
@@ -41,20 +48,26 @@ class Fallback(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name, clock)
-        self._configure(value, handler=handler, on=on, if_result=if_result)
+        self._set(value, handler=handler, on=on, if_result=if_result)
         self._compose()
 
-    def _configure(
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
+        self._set(
+            arguments["value"],
+            handler=arguments["handler"],
+            on=arguments["on"],
+            if_result=arguments["if_result"],
+        )
+
+    def _set(
         self,
-        value: Any = _MISSING,
+        value: object,
         *,
-        handler: Callable[[Any], Any] | None = None,
-        on: type[BaseException]
-        | tuple[type[BaseException], ...]
-        | Callable[[BaseException], bool] = (Exception,),
-        if_result: Callable[[Any], bool] | None = None,
+        handler: object,
+        on: object,
+        if_result: object,
     ) -> None:
-        """Set every setting (the constructor's, and ``Registry.reload``'s in place)."""
+        """Check and set every setting (the constructor's, and ``reconfigure()``'s)."""
         if handler is not None and not callable(handler):
             raise TypeError(f"handler must be a callable or None, got {show(handler)}")
         if (value is _MISSING) == (handler is None):
@@ -69,7 +82,6 @@ class Fallback(Policy):
         self._async_handler = handler is not None and inspect.iscoroutinefunction(handler)
         self._on = checked_on
         self._if_result = checked_if_result
-        self._rebind(on=checked_on)
 
     def _substitute(self, reason: Any, exception: BaseException | None) -> Any:
         """The replacement (possibly an awaitable from an async handler) and its event."""
@@ -78,13 +90,13 @@ class Fallback(Policy):
         return self.value if self.handler is None else self.handler(reason)
 
     def _sync_runner(self, inner: Runner) -> Runner:
-        on, substitute = self._on, self._substitute
+        substitute = self._substitute
 
         def run(*args: Any, **kwargs: Any) -> Any:
             try:
                 result = inner(*args, **kwargs)
             except Exception as exc:
-                if not judge("on", on, exc, False):
+                if not judge("on", self._on, exc, False):  # read per failure: reconfigurable
                     raise
                 return self._sync_value(substitute(exc, exc))
             check = self._if_result
@@ -92,7 +104,7 @@ class Fallback(Policy):
                 return self._sync_value(substitute(result, None))
             return result
 
-        return self._track(run)
+        return run
 
     def _sync_value(self, value: Any) -> Any:
         if self._async_handler or inspect.isawaitable(value):
@@ -105,13 +117,13 @@ class Fallback(Policy):
         return value
 
     def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
-        on, substitute = self._on, self._substitute
+        substitute = self._substitute
 
         async def run(*args: Any, **kwargs: Any) -> Any:
             try:
                 result = await inner(*args, **kwargs)
             except Exception as exc:
-                if not judge("on", on, exc, False):
+                if not judge("on", self._on, exc, False):
                     raise
                 value = substitute(exc, exc)
             else:
@@ -121,7 +133,7 @@ class Fallback(Policy):
                 value = substitute(result, None)
             return await value if inspect.isawaitable(value) else value
 
-        return self._track(run)
+        return run
 
     def __repr__(self) -> str:
         what = f"handler={self.handler!r}" if self.handler is not None else f"value={self.value!r}"

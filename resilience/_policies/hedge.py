@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import queue
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -28,7 +28,6 @@ from .._core.hedge import FATAL, NEXT, WAIT, WON, Latencies, Outcome, Race
 from .._core.notes import add_note
 from .._core.validation import (
     MAX_SLOTS,
-    MISSING,
     check_exception_filter,
     check_number,
     check_positive_int,
@@ -123,6 +122,7 @@ class Hedge(Policy):
     """
 
     kind = "hedge"
+    reconfigurable = frozenset({"delay", "max_hedges", "hedge_on", "hedge_if_result"})
 
     def __init__(
         self,
@@ -138,24 +138,29 @@ class Hedge(Policy):
     ) -> None:
         super().__init__(name, clock)
         self._learned: Latencies | None = None
-        self._delay_spec: float | timedelta | LatencyQuantile | None = None
-        self._hedge_if_result: Callable[[Any], bool] | None = None
-        self._configure(delay, max_hedges, hedge_on=hedge_on, hedge_if_result=hedge_if_result)
+        self._delay_spec: object = None  # as given: a duration or a LatencyQuantile
+        self._set(delay, max_hedges, hedge_on=hedge_on, hedge_if_result=hedge_if_result)
         self._compose()
 
-    def _configure(
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
+        self._set(
+            arguments["delay"],
+            arguments["max_hedges"],
+            hedge_on=arguments["hedge_on"],
+            hedge_if_result=arguments["hedge_if_result"],
+        )
+
+    def _set(
         self,
-        delay: float | timedelta | LatencyQuantile,
-        max_hedges: int = 1,
+        delay: object,
+        max_hedges: object,
         *,
-        hedge_on: type[BaseException]
-        | tuple[type[BaseException], ...]
-        | Callable[[BaseException], bool] = (Exception,),
-        hedge_if_result: Any = MISSING,
+        hedge_on: object,
+        hedge_if_result: object,
     ) -> None:
-        """Set the settings (the constructor's, and ``Registry.reload``'s in place): calls
+        """Check and set the settings (the constructor's, and ``reconfigure()``'s): calls
         starting from now on use them. A learned delay keeps what it learned unless its
-        own settings change. ``hedge_if_result`` not given: kept."""
+        own settings change."""
         if isinstance(delay, LatencyQuantile):
             learned = self._learned
             if learned is None or delay != self._delay_spec:
@@ -165,11 +170,7 @@ class Hedge(Policy):
             learned, fixed = None, _check_delay("delay", delay)
         hedges = check_positive_int("max_hedges", max_hedges)
         checked_hedge_on = check_exception_filter("hedge_on", hedge_on)
-        checked_if_result = (
-            self._hedge_if_result
-            if hedge_if_result is MISSING
-            else check_predicate("hedge_if_result", hedge_if_result)
-        )
+        checked_if_result = check_predicate("hedge_if_result", hedge_if_result)
         self._learned, self._fixed, self._delay_spec = learned, fixed, delay
         self._max_hedges, self._hedge_on = hedges, checked_hedge_on
         self._hedge_if_result = checked_if_result

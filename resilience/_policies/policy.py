@@ -22,12 +22,20 @@ positional argument. A policy that looks at the call's arguments (a keyed policy
 skip it there: ``composing_call_chain()`` tells it, while ``Policy._compose`` (the only
 place that builds that chain) is composing.
 
-Reconfiguring in place (``Registry.reload``). A runner reads what can change either
-from its policy's attributes or from objects it shares with the policy (a breaker's
-backend), so changing those changes every runner. A value a runner captured in its
-closure (a timeout's seconds) is changed by ``_rebind``, which rewrites that closure
-cell in every runner the policy built (``_track``): the call path stays exactly what it
-was, with no attribute lookup or indirection added for the sake of reloads.
+Reconfiguring in place (``Policy.reconfigure``, which ``Registry.reload`` calls). A
+runner reads what can change from its policy when it needs it: from the policy's
+attributes, from objects it shares with the policy (a breaker's backend, a retry's
+rules), or, on the hottest paths, from a one-slot holder built once (a token bucket's
+taker). So changing the policy changes every runner it built, decorated functions
+included, with nothing rewritten behind them.
+
+What other modules need from a policy for that, for the HTTP integrations' per-host
+copies and for shadow mode is declared here, on ``Policy``, and public:
+``reconfigure(**settings)`` and ``reconfigurable``, ``clone(**changes)``,
+``follower(**changes)`` (a clone that follows its policy's reconfigures and mode
+switches), and ``mode`` for the policies that have a shadow mode (``ShadowMode``, in
+``mode.py``). A policy that can be reconfigured lists its settings in
+``reconfigurable`` and implements one hook, ``_reconfigure(settings)``.
 """
 
 from __future__ import annotations
@@ -36,13 +44,13 @@ import functools
 import inspect
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeAlias, TypeVar, overload
 
 import wrapt
 
 from .._core.clock import Clock
-from .._core.validation import MISSING, check_clock, check_mode, check_name
+from .._core.validation import MISSING, check_clock, check_name
 from .describe import PipelineDescription, describe, plain
 from .events import WATCHERS, Event, EventDetails, Listener, _subscribe, emit
 
@@ -59,6 +67,9 @@ PolicyT = TypeVar("PolicyT", bound="Policy")
 
 
 _composition = threading.local()
+#: Held while settings change in place (``reconfigure()``, a mode switch): two changes
+#: from two threads do not interleave. Reentrant: a reconfigure switches the mode too.
+SETTINGS_LOCK = threading.RLock()
 
 
 def composing_call_chain() -> bool:
@@ -79,17 +90,29 @@ class Policy:
     """Base of every policy and of :class:`~resilience.Pipeline`.
 
     Subclasses implement ``_sync_runner`` and ``_async_runner`` and call ``_compose()``
-    at the end of ``__init__``.
+    at the end of ``__init__``; those that can change settings in place list them in
+    ``reconfigurable`` and implement ``_reconfigure``.
     """
 
     kind: ClassVar[str] = "policy"
     #: True for policies that keep state about the dependency they protect (a breaker's
     #: window, a bucket's tokens, a bulkhead's slots): the HTTP integrations give each
-    #: host a copy of these (``clone()``) and share the others.
+    #: host a copy of these (``follower()``) and share the others.
     per_dependency: ClassVar[bool] = False
-    #: Shadow mode (``mode="metrics_only"``), for policies that have one: every event
-    #: says so.
+    #: The settings :meth:`reconfigure` changes in place: constructor arguments, by
+    #: name. Empty for a policy that cannot be reconfigured (a pipeline, a keyed policy).
+    reconfigurable: ClassVar[frozenset[str]] = frozenset()
+    #: Groups of settings of which a policy takes exactly one (a fallback's ``value`` or
+    #: ``handler``): reconfiguring one of a group drops the others.
+    _alternatives: ClassVar[tuple[frozenset[str], ...]] = ()
+    #: Shadow mode (``mode="metrics_only"``), for policies that have one
+    #: (:class:`~resilience._policies.mode.ShadowMode` switches it): every event says so.
     _shadow: bool = False
+    #: The copies that follow this policy (``follower()``), held weakly; None: none yet.
+    #: A class default, never ``self.__dict__``: on CPython 3.11+ reading an instance's
+    #: ``__dict__`` materializes it and makes every attribute read of that instance
+    #: slower (about 15 ns each), which the runners would pay on every call.
+    _followers: weakref.WeakSet[Policy] | None = None
 
     name: str | None
     _clock: Clock
@@ -120,25 +143,6 @@ class Policy:
         """The async twin of ``_sync_runner``: ``await run(*args, **kwargs)``."""
         raise NotImplementedError
 
-    def _track(self, runner: F) -> F:
-        """Remember ``runner`` (built by this policy) so that ``_rebind`` can reach it."""
-        built: weakref.WeakSet[Callable[..., Any]] | None = self.__dict__.get("_built")
-        if built is None:
-            built = weakref.WeakSet()
-            self.__dict__["_built"] = built
-        built.add(runner)
-        return runner
-
-    def _rebind(self, **values: Any) -> None:
-        """Give every runner this policy built (and tracked) new values for the closure
-        variables named in ``values``; runners without such a variable are left alone."""
-        built: weakref.WeakSet[Callable[..., Any]] | None = self.__dict__.get("_built")
-        for runner in list(built or ()):
-            code, cells = runner.__code__, runner.__closure__ or ()
-            for name, value in values.items():
-                if name in code.co_freevars:
-                    cells[code.co_freevars.index(name)].cell_contents = value
-
     def _compose(self) -> None:
         _composition.call_chain = True
         try:
@@ -157,7 +161,7 @@ class Policy:
         """Await ``fn(*args, **kwargs)`` through this policy."""
         return await self._arun(fn, *args, **kwargs)  # type: ignore[no-any-return]
 
-    def clone(self: PolicyT, **changes: Any) -> PolicyT:
+    def clone(self: PolicyT, **changes: object) -> PolicyT:
         """A new policy of the same type, built from the arguments this one was built
         with, ``changes`` replacing some of them: the same settings, its own state.
 
@@ -189,15 +193,9 @@ class Policy:
         """This policy's settings for ``describe()`` (hook: add what it learned): its
         constructor arguments in force, defaults filled in, as plain values (``name``
         and ``clock`` left out, and arguments not given that have no default)."""
-        args, kwargs = self._init_args
         signature = inspect.signature(type(self))
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError:  # pragma: no cover - the constructor accepted them
-            return {}
-        bound.apply_defaults()
         settings: dict[str, Any] = {}
-        for key, value in bound.arguments.items():
+        for key, value in self._arguments().items():
             kind = signature.parameters[key].kind
             if key in ("name", "clock") or value is MISSING or kind is kind.VAR_POSITIONAL:
                 continue
@@ -211,36 +209,110 @@ class Policy:
         constructor's arguments (a default filled in, a reload): for ``describe()``."""
         return {}
 
-    # -- settings changed in place (Registry.reload) ------------------------------------
-
-    def _configured(self, changes: dict[str, Any]) -> None:
-        """Constructor arguments were changed in place (``_configure``, by a config
-        reload): later clones take the settings in force."""
+    def _arguments(self) -> dict[str, object]:
+        """The constructor's arguments in force, by name: those it was given (or that
+        ``reconfigure()`` or a mode switch set since), and the defaults of the others."""
         args, kwargs = self._init_args
         bound = inspect.signature(type(self)).bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    # -- settings changed in place (reconfigure, Registry.reload) -----------------------
+
+    def reconfigure(self, **settings: object) -> None:
+        """Change settings in place, keeping the policy's state.
+
+        ``settings`` are constructor arguments, by keyword, among those the policy lists
+        in ``reconfigurable`` (identity arguments such as ``name``, ``key``, ``store``
+        and ``clock`` are not); a setting not given keeps its value. Every value is
+        checked as the constructor checks it, before anything changes: a bad one raises
+        ``ValueError`` or ``TypeError`` naming it, and the policy is left as it was.
+
+        The new settings apply from the next call on, also to functions decorated
+        before, and to the copies that follow this policy (:meth:`follower`: the HTTP
+        integrations' per-host copies); later :meth:`clone` calls and ``describe()``
+        use them. ``Registry.reload`` calls this method. A policy that cannot change
+        in place (a pipeline, a keyed policy) raises ``TypeError``.
+        """
+        cls = type(self).__name__
+        if not self.reconfigurable:
+            raise TypeError(
+                f"{cls} cannot be reconfigured in place: build a new one "
+                f"(or clone() it with other settings)"
+            )
+        parameters = inspect.signature(type(self)).parameters
+        for key in settings:
+            if key in self.reconfigurable:
+                continue
+            if key in parameters:
+                raise TypeError(
+                    f"{cls}.reconfigure() cannot change {key!r} in place: build a new "
+                    f"{cls} (or clone() this one) instead"
+                )
+            raise TypeError(
+                f"{cls}.reconfigure() got an unexpected setting {key!r} (it can change: "
+                f"{', '.join(sorted(self.reconfigurable))})"
+            )
+        if not settings:
+            return
+        dropped = {
+            key for group in self._alternatives if group & settings.keys() for key in group
+        } - settings.keys()
+        with SETTINGS_LOCK:
+            # This policy first: if a value is bad, it raises before anything changed
+            # (the copies, built from the same arguments, take what this policy took).
+            for target in (self, *self._following()):
+                arguments = target._arguments_in_force()
+                for key in dropped:
+                    arguments[key] = parameters[key].default
+                arguments.update(settings)
+                target._reconfigure(arguments)
+                target._remember_settings(settings, dropped)
+
+    def _arguments_in_force(self) -> dict[str, object]:
+        """What ``reconfigure()`` keeps of the settings it is not given: the
+        constructor's arguments in force (hook: a setting switched at run time)."""
+        return self._arguments()
+
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
+        """Hook of ``reconfigure()``: take ``arguments`` (every constructor argument, as
+        in force after the change) in place, keeping the state. Check every value before
+        changing anything: a bad one raises, naming it, and leaves the policy as it was."""
+        raise NotImplementedError  # pragma: no cover - only for policies that list settings
+
+    def _remember_settings(
+        self, changes: Mapping[str, object], dropped: Iterable[str] = ()
+    ) -> None:
+        """Remember constructor arguments changed in place (``reconfigure()``, a mode
+        switch), ``dropped`` ones back to their defaults: later clones are built with
+        them, and ``describe()`` shows them."""
+        args, kwargs = self._init_args
+        bound = inspect.signature(type(self)).bind(*args, **kwargs)
+        for key in dropped:
+            bound.arguments.pop(key, None)
         bound.arguments.update(changes)
         self._init_args = (bound.args, bound.kwargs)
 
-    def _switch_mode(self, mode: str) -> None:
-        """The ``mode`` setter of policies that have one: shadow mode on or off at run
-        time, for this policy and the copies that follow it (later clones too)."""
-        shadow = check_mode(mode)
-        for target in (self, *self._following()):
-            target._shadow = shadow
-            target._configured({"mode": mode})
+    def follower(self: PolicyT, **changes: object) -> PolicyT:
+        """A copy that stands in for this policy: ``clone(**changes)``, listened to by
+        the listeners this policy has now, and following it from then on: its
+        :meth:`reconfigure` calls and ``mode`` switches change the copy too.
 
-    def _follow(self, copy: Policy) -> None:
-        """Make ``copy`` (a clone standing in for this policy, such as a host's copy in
-        the HTTP integrations) follow it: a config reload that changes this policy's
-        settings changes the copy's too."""
-        followers: weakref.WeakSet[Policy] | None = self.__dict__.get("_followers")
-        if followers is None:
-            followers = self.__dict__["_followers"] = weakref.WeakSet()
-        followers.add(copy)
+        The HTTP integrations give each host such a copy of the policies that keep
+        state about their dependency, so a config reload reaches every host. The
+        policy holds its followers weakly: a copy nobody else holds goes away.
+        """
+        copy = self.clone(**changes)
+        for listener in tuple(self._listeners):
+            copy.listen(listener)
+        if self._followers is None:
+            self._followers = weakref.WeakSet()
+        self._followers.add(copy)
+        return copy
 
     def _following(self) -> list[Policy]:
-        """The live copies that follow this policy."""
-        followers = self.__dict__.get("_followers")
+        """The live copies that follow this policy (``follower()``)."""
+        followers = self._followers
         return [] if followers is None else list(followers)
 
     def listen(self, listener: Listener) -> Callable[[], None]:

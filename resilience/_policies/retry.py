@@ -9,7 +9,7 @@ on the Retry object, so concurrent calls through one Retry do not share attempt 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -84,6 +84,9 @@ class Retry(Policy):
     """Calls again when a call fails, waiting a backoff between attempts."""
 
     kind = "retry"
+    reconfigurable = frozenset(
+        {"attempts", "backoff", "retry_on", "retry_if_result", "deadline", "budget"}
+    )
 
     def __init__(
         self,
@@ -100,21 +103,37 @@ class Retry(Policy):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(name, clock)
-        self._configure(attempts, backoff, retry_on, retry_if_result, deadline, budget)
+        self._set(
+            attempts=attempts,
+            backoff=backoff,
+            retry_on=retry_on,
+            retry_if_result=retry_if_result,
+            deadline=deadline,
+            budget=budget,
+        )
         self._compose()
 
-    def _configure(
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
+        self._set(
+            attempts=arguments["attempts"],
+            backoff=arguments["backoff"],
+            retry_on=arguments["retry_on"],
+            retry_if_result=arguments["retry_if_result"],
+            deadline=arguments["deadline"],
+            budget=arguments["budget"],
+        )
+
+    def _set(
         self,
-        attempts: int = 3,
-        backoff: Backoff | None = None,
-        retry_on: type[BaseException]
-        | tuple[type[BaseException], ...]
-        | Callable[[BaseException], bool] = (Exception,),
-        retry_if_result: Callable[[Any], bool] | None = None,
-        deadline: float | timedelta | None = None,
-        budget: RetryBudgetLike | None = None,
+        *,
+        attempts: object,
+        backoff: object,
+        retry_on: object,
+        retry_if_result: object,
+        deadline: object,
+        budget: object,
     ) -> None:
-        """Set every setting (the constructor's, and ``Registry.reload``'s in place): the
+        """Check and set every setting (the constructor's, and ``reconfigure()``'s): the
         runners read them on each decision, so calls starting from now on use them."""
         checked_attempts = check_positive_int("attempts", attempts)
         if backoff is None:

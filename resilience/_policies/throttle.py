@@ -7,7 +7,7 @@ numbers, raises ``Throttled`` and emits events.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -25,12 +25,13 @@ from .._core.validation import (
 )
 from ..errors import Throttled
 from .events import GLOBAL_LISTENERS, ThrottleRejected
-from .policy import AsyncRunner, Policy, Runner
+from .mode import ShadowMode
+from .policy import AsyncRunner, Runner
 
 __all__ = ["AdaptiveThrottle"]
 
 
-class AdaptiveThrottle(Policy):
+class AdaptiveThrottle(ShadowMode):
     """Client-side adaptive throttling (Google SRE book): while the dependency refuses
     requests, reject a share of calls locally, before they add to its load.
 
@@ -47,6 +48,9 @@ class AdaptiveThrottle(Policy):
 
     kind = "adaptive_throttle"
     per_dependency = True
+    reconfigurable = frozenset(
+        {"k", "window", "failure_on", "ignore", "failure_if", "mode", "seed"}
+    )
 
     def __init__(
         self,
@@ -67,31 +71,34 @@ class AdaptiveThrottle(Policy):
     ) -> None:
         super().__init__(name, clock)
         self._shadow = check_mode(mode)
-        self._failure_if: Callable[[Any], bool] | None = None
         self._seed: object = MISSING
         self._window = 0.0
-        self._configure(
-            k, window, failure_on=failure_on, ignore=ignore, failure_if=failure_if, seed=seed
-        )
+        self._set(k, window, failure_on=failure_on, ignore=ignore, failure_if=failure_if, seed=seed)
         self._compose()
 
-    def _configure(
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
+        self._set(
+            arguments["k"],
+            arguments["window"],
+            failure_on=arguments["failure_on"],
+            ignore=arguments["ignore"],
+            failure_if=arguments["failure_if"],
+            seed=arguments["seed"],
+        )
+
+    def _set(
         self,
-        k: float = 2.0,
-        window: float | timedelta = 120.0,
+        k: object,
+        window: object,
         *,
-        failure_on: type[BaseException]
-        | tuple[type[BaseException], ...]
-        | Callable[[BaseException], bool] = (Exception,),
-        ignore: type[BaseException]
-        | tuple[type[BaseException], ...]
-        | Callable[[BaseException], bool] = (),
-        failure_if: Any = MISSING,
-        seed: int | None = None,
+        failure_on: object,
+        ignore: object,
+        failure_if: object,
+        seed: object,
     ) -> None:
-        """Set the settings (the constructor's, and ``Registry.reload``'s in place). The
+        """Check and set the settings (the constructor's, and ``reconfigure()``'s). The
         counts are kept unless ``window`` changes; the random sequence goes on unless
-        ``seed`` changes; ``failure_if`` not given is kept."""
+        ``seed`` changes."""
         k_value = check_number("k", k)
         if k_value < 1.0:
             raise ValueError(
@@ -101,9 +108,7 @@ class AdaptiveThrottle(Policy):
         checked_window = check_window("window", window)
         checked_failure_on = check_exception_filter("failure_on", failure_on)
         checked_ignore = check_exception_filter("ignore", ignore)
-        checked_failure_if = (
-            self._failure_if if failure_if is MISSING else check_predicate("failure_if", failure_if)
-        )
+        checked_failure_if = check_predicate("failure_if", failure_if)
         if seed != self._seed:
             self._random = make_random(seed).random
             self._seed = seed
@@ -126,17 +131,6 @@ class AdaptiveThrottle(Policy):
     def window(self) -> float:
         """Seconds of history the counts cover."""
         return self._window
-
-    @property
-    def mode(self) -> str:
-        """``enforce``, or ``metrics_only`` (shadow mode: never rejects a call).
-        Settable at run time; copies that follow this policy (the HTTP integrations'
-        per-host copies) switch with it."""
-        return "metrics_only" if self._shadow else "enforce"
-
-    @mode.setter
-    def mode(self, mode: str) -> None:
-        self._switch_mode(mode)
 
     @property
     def requests(self) -> int:

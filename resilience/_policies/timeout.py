@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextvars
 import os
 import threading
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +39,7 @@ class Timeout(Policy):
     """
 
     kind = "timeout"
+    reconfigurable = frozenset({"seconds"})
 
     def __init__(
         self,
@@ -60,11 +62,9 @@ class Timeout(Policy):
         """The time limit of one call, in seconds."""
         return self._seconds
 
-    def _configure(self, seconds: float | timedelta) -> None:
-        """A new time limit for calls that start from now on (``Registry.reload``)."""
-        value = _check_seconds(seconds)
-        self._seconds = value
-        self._rebind(seconds=value)
+    def _reconfigure(self, arguments: Mapping[str, object]) -> None:
+        """A new time limit, for calls that start from now on."""
+        self._seconds = _check_seconds(arguments["seconds"])
 
     @property
     def abandoned(self) -> int:
@@ -109,7 +109,6 @@ class Timeout(Policy):
     # -- drivers -------------------------------------------------------------------
 
     def _sync_runner(self, inner: Runner) -> Runner:
-        seconds = self._seconds
         clock = self._clock
         now = clock.monotonic
         get = CURRENT.get
@@ -117,7 +116,7 @@ class Timeout(Policy):
 
         def run(*args: Any, **kwargs: Any) -> Any:
             started = now()
-            deadline, wait = limit(get(), clock, started, seconds, None)
+            deadline, wait = limit(get(), clock, started, self._seconds, None)
             if wait <= 0.0:  # an enclosing deadline has passed: do not start the call
                 raise timed_out(wait)
             job = _Job(self, worker_context(deadline), inner, args, kwargs, started)
@@ -137,10 +136,9 @@ class Timeout(Policy):
             finally:
                 del error
 
-        return self._track(run)
+        return run
 
     def _async_runner(self, inner: AsyncRunner) -> AsyncRunner:
-        seconds = self._seconds
         clock = self._clock
         now = clock.monotonic
         get, set_deadline, reset = CURRENT.get, CURRENT.set, CURRENT.reset
@@ -150,6 +148,9 @@ class Timeout(Policy):
 
         async def run(*args: Any, **kwargs: Any) -> Any:
             async_backend = backend()  # first: it raises when no event loop is running
+            # Read per call (reconfigure may change it): within noise of a closure
+            # variable, next to arming a cancel scope.
+            seconds = self._seconds
             outer = get()
             if outer is None:  # the common case, inlined
                 wait = seconds
@@ -170,7 +171,7 @@ class Timeout(Policy):
             # passed. A cancellation from an enclosing scope propagates out of the block.
             raise timed_out(wait)
 
-        return self._track(run)
+        return run
 
 
 def _check_seconds(seconds: object) -> float:

@@ -285,7 +285,7 @@ class Registry:
                     live.policies, self._config.pipelines[name], specs, strict=True
                 ):
                     if before.settings != after.settings:
-                        apply(policy, after)
+                        apply(policy, after, self._clock)
             for name in self._config.pipelines:
                 if name not in config.pipelines:
                     del pipelines[name]

@@ -634,15 +634,14 @@ def _store_for(spec: PolicySpec, store: Any) -> Any:
         raise ConfigError(f"{spec.path}.{key}", options[key], expected) from None
 
 
-def apply(policy: Policy, spec: PolicySpec) -> None:
-    """Change a live policy to ``spec``'s settings, keeping its state."""
+def apply(policy: Policy, spec: PolicySpec, clock: Clock | None) -> None:
+    """Change a live policy to ``spec``'s settings, keeping its state (``clock``: the
+    registry's, for a new retry budget)."""
     settings = dict(spec.settings)
     if spec.kind == "retry":
         settings["budget"] = None  # made below, from the budget in use
-    kwargs = _arguments(dataclasses.replace(spec, settings=settings), policy._clock)
+    kwargs = _arguments(dataclasses.replace(spec, settings=settings), clock)
     kwargs.pop("key", None)  # a token bucket's key is its identity: not reloadable
-    # Shadow mode is switched on its own (the ``mode`` setter reaches the copies).
-    mode = kwargs.pop("mode", None)
     if spec.kind == "retry" and isinstance(policy, Retry):
         old_budget = policy.budget
         wanted = spec.settings["budget"]
@@ -660,15 +659,10 @@ def apply(policy: Policy, spec: PolicySpec) -> None:
             )
             kwargs["budget"] = old_budget
         elif wanted is not None:  # a private budget over another window: a new one
-            kwargs["budget"] = _arguments(spec, policy._clock)["budget"]
-    args = (kwargs.pop("value"),) if spec.kind == "fallback" else ()
+            kwargs["budget"] = _arguments(spec, clock)["budget"]
     try:
-        # The policy, and the copies that stand in for it (the HTTP integrations' per
-        # host copies); later copies are cloned with the new settings.
-        for target in (policy, *policy._following()):
-            target._configure(*args, **kwargs)  # type: ignore[attr-defined]
-            target._configured(dict(zip(("value",), args, strict=False), **kwargs))
+        # In place, for the policy and the copies that follow it (the HTTP integrations'
+        # per-host copies); shadow mode (``mode``) too. Later clones take the settings.
+        policy.reconfigure(**kwargs)
     except (ValueError, TypeError, OverflowError) as exc:
         raise _constructor_error(spec, exc) from None
-    if mode is not None and mode != policy.mode:  # type: ignore[attr-defined]
-        policy.mode = mode  # type: ignore[attr-defined]

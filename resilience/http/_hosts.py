@@ -3,7 +3,7 @@
 The user's pipeline is a *template*. Each host gets a pipeline of its own, built from
 the template on the host's first request, in which each policy that keeps state about
 its dependency (``Policy.per_dependency``: CircuitBreaker, TokenBucket, Bulkhead,
-AdaptiveThrottle) is replaced by a copy (``policy.clone``), so one dead host does not
+AdaptiveThrottle) is replaced by a copy (``policy.follower``), so one dead host does not
 open the breaker, spend the tokens or fill the bulkhead of the others. The other
 policies (Retry, Timeout, Fallback...) are shared as they are. A keyed policy keeps
 the hosts' pipelines (least recently used dropped beyond ``max_hosts``): one lookup per
@@ -135,11 +135,8 @@ def _shared(policy: Policy, found: dict[int, Policy]) -> None:
 
 
 def _copy(template: Policy, host: str) -> Policy:
-    """The host's copy of ``template``: its own state, under its own store key, and
-    the listeners the template has now."""
+    """The host's copy of ``template``: its own state, under its own store key, the
+    listeners the template has now, and following the template (a reconfigure, a config
+    reload or a mode switch of the template reaches the hosts too)."""
     base: Any = getattr(template, "key", None)
-    copy = template.clone(key=f"{base}@{host}") if base is not None else template.clone()
-    for listener in tuple(template._listeners):
-        copy.listen(listener)
-    template._follow(copy)  # a config reload of the template reaches the hosts too
-    return copy
+    return template.follower(key=f"{base}@{host}") if base is not None else template.follower()
