@@ -139,7 +139,7 @@ def settings_of(policy: Policy) -> dict[str, Any]:
 
 
 def test_every_reloadable_kind_is_covered() -> None:
-    from resilience.config.schema import KINDS
+    from resilience.config._schema import KINDS
 
     assert set(CASES) == set(KINDS)
 

@@ -34,8 +34,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .._policies.breaker import CircuitBreaker
+from .._policies.bucket import TokenBucket
+from .._policies.bulkhead import Bulkhead
 from .._policies.events import Acquired, Event, StateChange
 from .._policies.pipeline import Pipeline
+from .._policies.timeout import Timeout
 from ..config._registry import Registry, load_file
 from ..errors import ResilienceError, TimeoutExceeded
 from ._demo_upstream import Upstream
@@ -226,14 +230,14 @@ def policy_rows(pipeline: Pipeline, narrator: Narrator) -> list[PolicyRow]:
     for policy in pipeline.policies:
         kind = policy.kind
         now, detail = "", ""
-        if kind == "circuit_breaker":
-            now = policy.state  # type: ignore[attr-defined]
-        elif kind == "token_bucket":
-            now = f"{max(policy.available, 0):.0f} tokens free"  # type: ignore[attr-defined]
-        elif kind == "bulkhead":
-            now = f"{policy.in_flight} running, {policy.queued} waiting"  # type: ignore[attr-defined]
-        elif kind == "timeout":
-            detail = f"{policy.seconds:g} s"  # type: ignore[attr-defined]
+        if isinstance(policy, CircuitBreaker):
+            now = policy.state
+        elif isinstance(policy, TokenBucket):
+            now = f"{max(policy.available, 0):.0f} tokens free"
+        elif isinstance(policy, Bulkhead):
+            now = f"{policy.in_flight} running, {policy.queued} waiting"
+        elif isinstance(policy, Timeout):
+            detail = f"{policy.seconds:g} s"
         counts = {t: n for (k, t), n in narrator.counts.items() if k == kind}
         wait = narrator.wait_seconds if kind == "token_bucket" else 0.0
         rows.append(PolicyRow(kind, str(policy.name), detail, counts, wait, (now,)))
