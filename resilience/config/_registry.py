@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,19 +29,16 @@ from .._policies.settings_text import show
 from ..errors import ConfigError
 from ._schema import (
     KINDS,
+    REDIS_OPTIONS,
     PolicySpec,
     apply,
     build,
     check_table,
     read_policy,
     read_settings,
-    read_sync_mode,
 )
 from ._values import (
     check_keys,
-    read_duration,
-    read_int,
-    read_optional,
     read_str,
     read_table,
 )
@@ -56,14 +53,6 @@ ENV_PREFIX = "RESILIENCE__"
 _SECTIONS = ("store", "defaults", "pipelines")
 _STORE_KEYS = ("redis_url", "prefix")
 #: Options of the Redis store (see RedisStore.from_url), and how to read them.
-_REDIS_OPTIONS: dict[str, Callable[[str, Any], Any]] = {
-    "sync_mode": read_sync_mode,
-    "flush_interval": lambda path, value: read_duration(path, value, positive=True),
-    "poll_interval": lambda path, value: read_duration(path, value, positive=True),
-    "min_instances": read_optional(read_int),
-    "lease_tokens": read_optional(read_int),
-    "slot_lease": lambda path, value: read_duration(path, value, positive=True),
-}
 
 
 @dataclass(frozen=True)
@@ -483,12 +472,12 @@ def _check(document: Mapping[str, Any]) -> _Config:
 
 def _read_store(value: Any) -> dict[str, Any]:
     table = read_table("store", value)
-    check_keys("store", table, [*_STORE_KEYS, *_REDIS_OPTIONS], "a store setting")
+    check_keys("store", table, [*_STORE_KEYS, *REDIS_OPTIONS], "a store setting")
     store: dict[str, Any] = {}
     for key in _STORE_KEYS:
         if key in table:
             store[key] = read_str(f"store.{key}", table[key])
-    for key, read in _REDIS_OPTIONS.items():
+    for key, read in REDIS_OPTIONS.items():
         if key in table:
             store[key] = read(f"store.{key}", table[key])
     for key in store:

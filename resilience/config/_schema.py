@@ -88,19 +88,25 @@ def read_sync_mode(path: str, value: Any) -> str:
 
 #: The store's options that one shared policy may set for itself (``store.with_options``):
 #: not constructor arguments either. They need ``shared = true``.
+#: How a config file writes each of the Redis store's fleet options (the ``[store]``
+#: section takes them all; a shared policy the ones below).
+REDIS_OPTIONS: dict[str, Callable[[str, Any], Any]] = {
+    "sync_mode": read_sync_mode,
+    "flush_interval": lambda path, value: read_duration(path, value, positive=True),
+    "poll_interval": lambda path, value: read_duration(path, value, positive=True),
+    "min_instances": read_optional(read_int),
+    "lease_tokens": read_optional(read_int),
+    "slot_lease": lambda path, value: read_duration(path, value, positive=True),
+}
+
+#: The store options a shared policy of each kind may set for itself.
 STORE_OPTIONS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
-    "circuit_breaker": {
-        "sync_mode": read_sync_mode,
-        "flush_interval": lambda path, value: read_duration(path, value, positive=True),
-        "poll_interval": lambda path, value: read_duration(path, value, positive=True),
-        "min_instances": read_optional(read_int),
-    },
-    "token_bucket": {
-        "sync_mode": read_sync_mode,
-        "flush_interval": lambda path, value: read_duration(path, value, positive=True),
-        "lease_tokens": read_optional(read_int),
-    },
-    "bulkhead": {"slot_lease": lambda path, value: read_duration(path, value, positive=True)},
+    kind: {key: REDIS_OPTIONS[key] for key in keys}
+    for kind, keys in {
+        "circuit_breaker": ("sync_mode", "flush_interval", "poll_interval", "min_instances"),
+        "token_bucket": ("sync_mode", "flush_interval", "lease_tokens"),
+        "bulkhead": ("slot_lease",),
+    }.items()
 }
 
 
