@@ -46,9 +46,9 @@ class _Run:
 
     __slots__ = ("retry", "rules", "state")
 
-    def __init__(self, retry: Retry, started: float) -> None:
+    def __init__(self, retry: Retry, rules: RetryRules, started: float) -> None:
         self.retry = retry
-        self.rules = retry._rules  # read once: a reload meanwhile does not mix two rule sets
+        self.rules = rules  # those the call started with: a reload does not mix two sets
         self.state = RetryState(started)
 
     def after_exception(self, exc: Exception) -> float | None:
@@ -184,12 +184,16 @@ class Retry(Policy):
             "budget": self.budget,
         }
 
-    def _begin(self) -> float:
-        """Per-call bookkeeping before the first attempt; returns its start time."""
-        rules = self._rules
+    def _begin(self, rules: RetryRules) -> float:
+        """Per-call bookkeeping before the first attempt; returns its start time (read
+        only when there is a deadline)."""
         if rules.budget is not None:
             rules.budget.record_call()
         return self._clock.monotonic() if rules.deadline is not None else 0.0
+
+    def _start(self) -> _Run:
+        rules = self._rules
+        return _Run(self, rules, self._begin(rules))
 
     # -- drivers -------------------------------------------------------------------
 
@@ -198,25 +202,28 @@ class Retry(Policy):
         begin = self._begin
 
         def run(*args: Any, **kwargs: Any) -> Any:
-            started = begin()
+            rules = self._rules  # once per call: the runner's hot path reads no more
+            started = 0.0
+            if rules.budget is not None or rules.deadline is not None:
+                started = begin(rules)
             state = None
             while True:
                 try:
                     result = inner(*args, **kwargs)
                 except Exception as exc:
                     if state is None:
-                        state = _Run(self, started)
+                        state = _Run(self, rules, started)
                     delay = state.after_exception(exc)
                     if delay is None:
                         raise
                 else:
-                    check = self._rules.retry_if_result
+                    check = rules.retry_if_result
                     if check is None or not judge("retry_if_result", check, result, False):
                         if state is not None:
                             state.succeeded()
                         return result
                     if state is None:
-                        state = _Run(self, started)
+                        state = _Run(self, rules, started)
                     delay = state.after_result(result)
                     if delay is None:
                         return result
@@ -229,25 +236,28 @@ class Retry(Policy):
         begin = self._begin
 
         async def run(*args: Any, **kwargs: Any) -> Any:
-            started = begin()
+            rules = self._rules  # once per call: the runner's hot path reads no more
+            started = 0.0
+            if rules.budget is not None or rules.deadline is not None:
+                started = begin(rules)
             state = None
             while True:
                 try:
                     result = await inner(*args, **kwargs)
                 except Exception as exc:
                     if state is None:
-                        state = _Run(self, started)
+                        state = _Run(self, rules, started)
                     delay = state.after_exception(exc)
                     if delay is None:
                         raise
                 else:
-                    check = self._rules.retry_if_result
+                    check = rules.retry_if_result
                     if check is None or not judge("retry_if_result", check, result, False):
                         if state is not None:
                             state.succeeded()
                         return result
                     if state is None:
-                        state = _Run(self, started)
+                        state = _Run(self, rules, started)
                     delay = state.after_result(result)
                     if delay is None:
                         return result
@@ -257,7 +267,7 @@ class Retry(Policy):
 
     def __iter__(self) -> Iterator[Attempt]:
         """``for attempt in retry: with attempt: ...`` runs the block until it succeeds."""
-        state = _Run(self, self._begin())
+        state = self._start()
         while True:
             attempt = Attempt(state)
             yield attempt
@@ -267,7 +277,7 @@ class Retry(Policy):
 
     def __aiter__(self) -> AsyncIterator[Attempt]:
         """``async for attempt in retry: with attempt: ...`` (or ``async with``)."""
-        return _AsyncAttempts(_Run(self, self._begin()))
+        return _AsyncAttempts(self._start())
 
 
 class _AsyncAttempts:
